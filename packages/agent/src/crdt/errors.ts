@@ -1,0 +1,19 @@
+/**
+ * Operating errors of the replicated-table engine. Each has a stable `code`.
+ */
+export type ReplicaErrorCode =
+  | 'WRITE_OUTSIDE_PATINA'
+  | 'UNKNOWN_TABLE'
+  | 'UNKNOWN_COLUMN'
+  | 'INVALID_CHANGE'
+  | 'SITE_ID_MISMATCH'
+
+export class ReplicaError extends Error {
+  override readonly name = 'ReplicaError'
+  readonly code: ReplicaErrorCode
+
+  constructor(code: ReplicaErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * One pull of anti-entropy between two replicas in the same process: every version `from`
+ * holds and `to` lacks, as changesets ready for `to.apply()`. The networked sync builds on the
+ * same two calls (`originStates`/`holds` to find needs, `changesFor` to serve them).
+ */
+import type { FullChangeset } from './changes.ts'
+import type { Replica } from './replica.ts'
+
+/** Changesets per pull, so a replica far behind catches up in bounded steps. */
+export const PULL_CHANGESETS_MAX = 10_000
+
+export function missingChangesets(
+  from: Replica,
+  to: Replica,
+  max = PULL_CHANGESETS_MAX,
+): FullChangeset[] {
+  const out: FullChangeset[] = []
+  for (const origin of from.originStates()) {
+    // Newest first: a replica that is behind gets fresh state soonest.
+    for (let v = origin.head; v >= 1 && out.length < max; v--) {
+      if (to.holds(origin.siteId, v)) continue
+      const cs = from.changesFor(origin.siteId, v)
+      if (cs !== null) out.push(cs)
+    }
+  }
+  return out
+}

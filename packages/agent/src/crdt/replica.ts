@@ -1,0 +1,589 @@
+/**
+ * A replica: one SQLite database whose replicated tables merge like CRDTs.
+ *
+ * The replica owns the only writer connection. Local writes run through `transaction()`, which
+ * gives the transaction its version and lets the capture triggers stamp every changed cell;
+ * remote changes run through `apply()`, which merges them cell by cell (merge.ts) with capture
+ * off. Both record which versions of which origin the database holds in the same SQLite
+ * transaction as the data, so a crash can never leave the two out of step.
+ *
+ * @example
+ * const replica = Replica.open('data/state.db')
+ * replica.applySchema([{ path: 'schema.sql', sql: 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT)' }])
+ * const { version } = replica.transaction([{ sql: 'INSERT INTO t VALUES (?, ?)', params: [1n, 'a'] }])
+ * const changes = replica.changesFor(replica.siteId, version!)
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import type Database from 'better-sqlite3'
+import { diffSchema } from '../schema/diff-schema.ts'
+import { isEmptyPlan, type SchemaPlan } from '../schema/model.ts'
+import { parseSchema } from '../schema/parse-schema.ts'
+import { readCurrentSchema } from '../schema/read-schema.ts'
+import { openDb, type Synchronous } from '../store/open-db.ts'
+import type { Change, Changeset, FullChangeset } from './changes.ts'
+import { readCrrTable, type CrrTable } from './crr-table.ts'
+import { ReplicaError } from './errors.ts'
+import {
+  emptyRowState,
+  mergeRow,
+  type CellClock,
+  type IncomingCell,
+  type Mechanisms,
+  type RowState,
+  type Stamp,
+} from './merge.ts'
+import { isInternalName, q, SENTINEL_CID } from './names.ts'
+import { packPk, unpackPk } from './pk-codec.ts'
+import { TableStatements } from './table-statements.ts'
+import {
+  addColumnMetadataSql,
+  createMetadataSql,
+  createTriggersSql,
+  dropTriggersSql,
+} from './table-ddl.ts'
+import {
+  emptyOriginVersions,
+  holds,
+  recordHeld,
+  type OriginVersions,
+  type VersionRange,
+} from './version-ranges.ts'
+import type { SqlValue } from './values.ts'
+
+export interface ReplicaOptions {
+  readonly synchronous?: Synchronous
+  /** Site id for a new database (16 bytes); random when absent. Ignored for an existing one. */
+  readonly siteId?: Uint8Array
+  /**
+   * For tests only: switch off a core mechanism (causal length, tie-breaks, gap bookkeeping)
+   * to prove that the test suite notices its loss.
+   */
+  readonly disable?: {
+    readonly causalLength?: boolean
+    readonly tieBreak?: boolean
+    readonly gaps?: boolean
+  }
+}
+
+export type Params = readonly SqlValue[] | Readonly<Record<string, SqlValue>>
+
+export interface Statement {
+  readonly sql: string
+  readonly params?: Params
+}
+
+export interface StatementResult {
+  readonly rowsAffected: number
+}
+
+export interface TransactionResult {
+  readonly results: readonly StatementResult[]
+  /** The version this transaction got, or null when it changed nothing. */
+  readonly version: number | null
+}
+
+export interface OriginState {
+  readonly siteId: Uint8Array
+  readonly head: number
+  readonly gaps: readonly VersionRange[]
+}
+
+export interface ChangesetOutcome {
+  readonly siteId: Uint8Array
+  readonly versions: VersionRange
+  /** False when the replica already held the version(s): nothing was applied. */
+  readonly applied: boolean
+  /** Per change of a full changeset: did it change this replica? */
+  readonly won: readonly boolean[]
+}
+
+/** Site id length in bytes (a UUID). */
+export const SITE_ID_BYTES = 16
+/** Prepared statements kept for user SQL before the least recently used is dropped. */
+export const STATEMENT_CACHE_MAX = 256
+
+type Mode = 'idle' | 'capture' | 'merge'
+
+const INTERNAL_DDL = [
+  `CREATE TABLE IF NOT EXISTS __patina_sites (ordinal INTEGER PRIMARY KEY, site_id BLOB NOT NULL UNIQUE)`,
+  `CREATE TABLE IF NOT EXISTS __patina_heads (site INTEGER PRIMARY KEY, head INTEGER NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS __patina_gaps (site INTEGER NOT NULL, start_v INTEGER NOT NULL, ` +
+    `end_v INTEGER NOT NULL, PRIMARY KEY (site, start_v)) WITHOUT ROWID`,
+  `CREATE TABLE IF NOT EXISTS __patina_tables (name TEXT PRIMARY KEY NOT NULL)`,
+]
+
+export function siteIdHex(siteId: Uint8Array): string {
+  return Buffer.from(siteId).toString('hex')
+}
+
+export class Replica {
+  readonly db: Database.Database
+  readonly siteId: Uint8Array
+  private mode: Mode = 'idle'
+  private pendingVersion = 0
+  private seq = 0
+  private readonly tables = new Map<string, TableStatements>()
+  private readonly siteIds: Uint8Array[] = []
+  private readonly siteOrdinals = new Map<string, number>()
+  private readonly origins = new Map<number, OriginVersions>()
+  private readonly userStatements = new Map<string, Database.Statement>()
+  private readonly mechanisms: Mechanisms
+  private readonly trackGaps: boolean
+
+  private constructor(db: Database.Database, options: ReplicaOptions) {
+    this.db = db
+    const requestedSiteId = options.siteId
+    this.mechanisms = {
+      causalLength: options.disable?.causalLength !== true,
+      tieBreak: options.disable?.tieBreak !== true,
+    }
+    this.trackGaps = options.disable?.gaps !== true
+    this.registerFunctions()
+    db.transaction(() => {
+      for (const sql of INTERNAL_DDL) db.exec(sql)
+      const self = db.prepare('SELECT site_id FROM __patina_sites WHERE ordinal = 0').pluck().get()
+      if (self === undefined) {
+        const id = requestedSiteId ?? randomBytes(SITE_ID_BYTES)
+        assert.equal(id.length, SITE_ID_BYTES, 'a site id is 16 bytes')
+        db.prepare('INSERT INTO __patina_sites (ordinal, site_id) VALUES (0, ?)').run(id)
+      }
+    }).immediate()
+    this.loadSites()
+    this.siteId = this.siteIds[0] as Uint8Array
+    this.loadTables()
+    this.loadOrigins()
+  }
+
+  static open(path: string, options: ReplicaOptions = {}): Replica {
+    const db = openDb(
+      path,
+      options.synchronous === undefined ? {} : { synchronous: options.synchronous },
+    )
+    try {
+      return new Replica(db, options)
+    } catch (err) {
+      db.close()
+      throw err
+    }
+  }
+
+  close(): void {
+    this.db.close()
+  }
+
+  // ---------------------------------------------------------------- functions used by triggers
+
+  private registerFunctions(): void {
+    const outside = (): never => {
+      throw new ReplicaError(
+        'WRITE_OUTSIDE_PATINA',
+        "writes to replicated tables must go through Patina's write path",
+      )
+    }
+    this.db.function('patina_capture', { deterministic: false, varargs: false }, () => {
+      if (this.mode === 'capture') return 1
+      if (this.mode === 'merge') return 0
+      return outside()
+    })
+    this.db.function('patina_dbv', { deterministic: false }, () =>
+      this.mode === 'capture' ? this.pendingVersion : outside(),
+    )
+    this.db.function('patina_seq', { deterministic: false }, () =>
+      this.mode === 'capture' ? this.seq++ : outside(),
+    )
+  }
+
+  // ---------------------------------------------------------------- loading state
+
+  private loadSites(): void {
+    this.siteIds.length = 0
+    this.siteOrdinals.clear()
+    const rows = this.db
+      .prepare('SELECT ordinal, site_id FROM __patina_sites ORDER BY ordinal')
+      .raw()
+      .all() as [bigint, Buffer][]
+    for (const [ordinal, id] of rows) {
+      this.siteIds[Number(ordinal)] = new Uint8Array(id)
+      this.siteOrdinals.set(id.toString('hex'), Number(ordinal))
+    }
+  }
+
+  private loadTables(): void {
+    this.tables.clear()
+    const names = this.db
+      .prepare('SELECT name FROM __patina_tables ORDER BY name')
+      .pluck()
+      .all() as string[]
+    for (const name of names) {
+      this.tables.set(name.toLowerCase(), new TableStatements(this.db, readCrrTable(this.db, name)))
+    }
+  }
+
+  private loadOrigins(): void {
+    this.origins.clear()
+    for (const [site, head] of this.db
+      .prepare('SELECT site, head FROM __patina_heads')
+      .raw()
+      .all() as [bigint, bigint][]) {
+      this.origins.set(Number(site), { head: Number(head), gaps: [] })
+    }
+    for (const [site, start, end] of this.db
+      .prepare('SELECT site, start_v, end_v FROM __patina_gaps ORDER BY site, start_v')
+      .raw()
+      .all() as [bigint, bigint, bigint][]) {
+      const origin = this.origins.get(Number(site))
+      assert.ok(origin !== undefined, 'a gap row has a head row')
+      origin.gaps.push([Number(start), Number(end)])
+    }
+  }
+
+  private origin(site: number): OriginVersions {
+    let origin = this.origins.get(site)
+    if (origin === undefined) {
+      origin = emptyOriginVersions()
+      this.origins.set(site, origin)
+    }
+    return origin
+  }
+
+  private persistOrigin(site: number): void {
+    const origin = this.origin(site)
+    this.db
+      .prepare(
+        'INSERT INTO __patina_heads (site, head) VALUES (?, ?) ' +
+          'ON CONFLICT (site) DO UPDATE SET head = excluded.head',
+      )
+      .run(site, origin.head)
+    this.db.prepare('DELETE FROM __patina_gaps WHERE site = ?').run(site)
+    const insert = this.db.prepare(
+      'INSERT INTO __patina_gaps (site, start_v, end_v) VALUES (?, ?, ?)',
+    )
+    for (const [start, end] of origin.gaps) insert.run(site, start, end)
+  }
+
+  /** The local ordinal of a site id, registering it when `create` is set. */
+  private siteOrdinal(siteId: Uint8Array, create: boolean): number | undefined {
+    const hex = siteIdHex(siteId)
+    const known = this.siteOrdinals.get(hex)
+    if (known !== undefined || !create) return known
+    if (siteId.length !== SITE_ID_BYTES) {
+      throw new ReplicaError('INVALID_CHANGE', `site id ${hex} is not ${SITE_ID_BYTES} bytes`)
+    }
+    const inserted: unknown = this.db
+      .prepare('INSERT INTO __patina_sites (site_id) VALUES (?) RETURNING ordinal')
+      .pluck()
+      .get(Buffer.from(siteId))
+    const ordinal = Number(inserted)
+    this.siteIds[ordinal] = new Uint8Array(siteId)
+    this.siteOrdinals.set(hex, ordinal)
+    return ordinal
+  }
+
+  // ---------------------------------------------------------------- schema
+
+  /** Names of the replicated tables. */
+  tableNames(): string[] {
+    return [...this.tables.values()].map((t) => t.table.name)
+  }
+
+  table(name: string): CrrTable | undefined {
+    return this.tables.get(name.toLowerCase())?.table
+  }
+
+  /**
+   * Brings the database to the schema in `sources` (the contents of `.sql` files). Only
+   * additions are applied (new tables, new nullable or defaulted columns, new or dropped
+   * indexes); anything destructive throws a SchemaError and changes nothing. Adding a column
+   * writes no metadata row and consumes no version: a cell without a clock is its DEFAULT.
+   */
+  applySchema(sources: readonly { path: string; sql: string }[]): SchemaPlan {
+    const desired = parseSchema(sources)
+    const current = readCurrentSchema(this.db, isInternalName)
+    const plan = diffSchema(current, desired)
+    if (isEmptyPlan(plan)) return plan
+    this.db
+      .transaction(() => {
+        for (const index of plan.dropIndexes) this.db.exec(`DROP INDEX ${q(index.name)}`)
+        for (const table of plan.newTables) {
+          this.db.exec(table.sql)
+          const crr = readCrrTable(this.db, table.name)
+          for (const sql of createMetadataSql(crr)) this.db.exec(sql)
+          for (const sql of createTriggersSql(crr)) this.db.exec(sql)
+          this.db.prepare('INSERT INTO __patina_tables (name) VALUES (?)').run(table.name)
+        }
+        const altered = new Set<string>()
+        for (const { table, column } of plan.newColumns) {
+          this.db.exec(`ALTER TABLE ${q(table)} ADD COLUMN ${column.definitionSql}`)
+          for (const sql of addColumnMetadataSql(readCrrTable(this.db, table), column.name)) {
+            this.db.exec(sql)
+          }
+          altered.add(table)
+        }
+        for (const table of altered) {
+          const crr = readCrrTable(this.db, table)
+          for (const sql of dropTriggersSql(crr)) this.db.exec(sql)
+          for (const sql of createTriggersSql(crr)) this.db.exec(sql)
+        }
+        for (const index of plan.createIndexes) this.db.exec(index.sql)
+      })
+      .immediate()
+    this.userStatements.clear()
+    this.loadTables()
+    return plan
+  }
+
+  // ---------------------------------------------------------------- local writes
+
+  private prepareUser(sql: string): Database.Statement {
+    let stmt = this.userStatements.get(sql)
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql)
+      if (this.userStatements.size >= STATEMENT_CACHE_MAX) {
+        const oldest = this.userStatements.keys().next().value
+        if (oldest !== undefined) this.userStatements.delete(oldest)
+      }
+    } else {
+      this.userStatements.delete(sql)
+    }
+    this.userStatements.set(sql, stmt)
+    return stmt
+  }
+
+  /**
+   * Runs the statements in one write transaction (BEGIN IMMEDIATE). Any failure rolls back
+   * everything and consumes no version. A transaction that changes no replicated cell consumes
+   * no version either (`version: null`); otherwise it gets the next dense local version.
+   */
+  transaction(statements: readonly Statement[]): TransactionResult {
+    assert.equal(this.mode, 'idle', 'transactions do not nest')
+    const self = this.origin(0)
+    const run = this.db.transaction((): TransactionResult => {
+      this.mode = 'capture'
+      this.pendingVersion = self.head + 1
+      this.seq = 0
+      const results = statements.map((s): StatementResult => {
+        const stmt = this.prepareUser(s.sql)
+        const args = s.params === undefined ? [] : [s.params]
+        if (stmt.reader) {
+          stmt.all(...args)
+          return { rowsAffected: 0 }
+        }
+        return { rowsAffected: stmt.run(...args).changes }
+      })
+      let version: number | null = null
+      if (this.seq > 0) {
+        version = this.pendingVersion
+        this.db
+          .prepare(
+            'INSERT INTO __patina_heads (site, head) VALUES (0, ?) ' +
+              'ON CONFLICT (site) DO UPDATE SET head = excluded.head',
+          )
+          .run(version)
+      }
+      return { results, version }
+    })
+    try {
+      const result = run.immediate()
+      if (result.version !== null) self.head = result.version
+      return result
+    } finally {
+      this.mode = 'idle'
+    }
+  }
+
+  /** Runs a read-only query on the writer connection (tests and tools; the API has readers). */
+  query(sql: string, params?: Params): Record<string, SqlValue>[] {
+    const stmt = this.db.prepare(sql)
+    return (params === undefined ? stmt.all() : stmt.all(params)) as Record<string, SqlValue>[]
+  }
+
+  // ---------------------------------------------------------------- bookkeeping
+
+  /** What this replica holds, per origin: head version and missing ranges. */
+  originStates(): OriginState[] {
+    return [...this.origins.entries()]
+      .filter(([, o]) => o.head > 0)
+      .map(([site, o]) => ({
+        siteId: this.siteIds[site] as Uint8Array,
+        head: o.head,
+        gaps: o.gaps.map(([s, e]) => [s, e] as const),
+      }))
+  }
+
+  /** The highest version of `siteId` this replica holds or knows of (0 when none). */
+  headOf(siteId: Uint8Array): number {
+    const site = this.siteOrdinal(siteId, false)
+    return site === undefined ? 0 : this.origin(site).head
+  }
+
+  /** True when this replica holds version `version` of `siteId`. */
+  holds(siteId: Uint8Array, version: number): boolean {
+    const site = this.siteOrdinal(siteId, false)
+    return site !== undefined && holds(this.origin(site), version)
+  }
+
+  // ---------------------------------------------------------------- reading changes
+
+  /**
+   * The cells this replica still holds of version `version` of origin `siteId`, ordered by
+   * seq: a full changeset (possibly with no changes, when every cell was overwritten since),
+   * or null when the replica does not hold that version.
+   */
+  changesFor(siteId: Uint8Array, version: number): FullChangeset | null {
+    const site = this.siteOrdinal(siteId, false)
+    if (site === undefined || !holds(this.origin(site), version)) return null
+    const changes: Change[] = []
+    for (const t of this.tables.values()) t.readVersion(site, version, siteId, changes)
+    changes.sort((a, b) => a.seq - b.seq)
+    const last = changes.at(-1)
+    return { kind: 'full', siteId, version, changes, lastSeq: last === undefined ? 0 : last.seq }
+  }
+
+  // ---------------------------------------------------------------- applying remote changes
+
+  /**
+   * Applies changesets from other replicas in one SQLite transaction. Versions already held
+   * are skipped; others are merged cell by cell and booked (head and gaps) in the same
+   * transaction. A change naming an unknown table or column throws a ReplicaError before
+   * anything is written.
+   */
+  apply(changesets: readonly Changeset[]): ChangesetOutcome[] {
+    assert.equal(this.mode, 'idle', 'apply does not nest')
+    for (const cs of changesets) this.validate(cs)
+    // Site ordinals are local and harmless to keep, so they are registered up front.
+    this.db
+      .transaction(() => {
+        for (const cs of changesets) {
+          this.siteOrdinal(cs.siteId, true)
+          if (cs.kind === 'full') for (const c of cs.changes) this.siteOrdinal(c.siteId, true)
+        }
+      })
+      .immediate()
+    const run = this.db.transaction(() => {
+      this.mode = 'merge'
+      const touched = new Set<number>()
+      const outcomes = changesets.map((cs): ChangesetOutcome => {
+        const site = this.siteOrdinal(cs.siteId, false) as number
+        const origin = this.origin(site)
+        const versions: VersionRange = cs.kind === 'full' ? [cs.version, cs.version] : cs.versions
+        if (site === 0 || holdsAll(origin, versions)) {
+          return { siteId: cs.siteId, versions, applied: false, won: [] }
+        }
+        const won = cs.kind === 'full' ? this.mergeChanges(cs.changes) : []
+        recordHeld(origin, versions[0], versions[1], this.trackGaps)
+        touched.add(site)
+        return { siteId: cs.siteId, versions, applied: true, won }
+      })
+      for (const site of touched) this.persistOrigin(site)
+      return outcomes
+    })
+    try {
+      return run.immediate()
+    } catch (err) {
+      // The in-memory bookkeeping ran ahead of the rolled-back transaction.
+      this.loadOrigins()
+      throw err
+    } finally {
+      this.mode = 'idle'
+    }
+  }
+
+  private validate(cs: Changeset): void {
+    if (cs.siteId.length !== SITE_ID_BYTES) {
+      throw new ReplicaError('INVALID_CHANGE', `origin site id must be ${SITE_ID_BYTES} bytes`)
+    }
+    if (cs.kind === 'empty') {
+      const [s, e] = cs.versions
+      if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < 1 || e < s) {
+        throw new ReplicaError('INVALID_CHANGE', `invalid version range ${s}..${e}`)
+      }
+      return
+    }
+    if (!Number.isSafeInteger(cs.version) || cs.version < 1) {
+      throw new ReplicaError('INVALID_CHANGE', `invalid version ${cs.version}`)
+    }
+    for (const c of cs.changes) {
+      const t = this.tables.get(c.table.toLowerCase())
+      if (t === undefined) {
+        throw new ReplicaError('UNKNOWN_TABLE', `change for unknown table "${c.table}"`)
+      }
+      if (c.cid !== SENTINEL_CID && t.columnIndex(c.cid) === undefined) {
+        throw new ReplicaError(
+          'UNKNOWN_COLUMN',
+          `change for unknown column "${c.cid}" of table "${t.table.name}"`,
+        )
+      }
+      if (!(c.cl >= 1 && c.colVersion >= 1 && c.seq >= 0 && c.dbVersion >= 1)) {
+        throw new ReplicaError('INVALID_CHANGE', `invalid clock in change for "${c.table}"`)
+      }
+      if (c.siteId.length !== SITE_ID_BYTES) {
+        throw new ReplicaError('INVALID_CHANGE', `change site id must be ${SITE_ID_BYTES} bytes`)
+      }
+      t.checkPk(c.pk)
+    }
+  }
+
+  /**
+   * Merges cells into the tables without touching bookkeeping. Must run inside a write
+   * transaction in merge mode. Returns, per change, whether it changed the replica.
+   */
+  private mergeChanges(changes: readonly Change[]): boolean[] {
+    const won = new Array<boolean>(changes.length).fill(false)
+    // Group by row, keeping arrival order inside each row.
+    const rows = new Map<string, { t: TableStatements; pk: Uint8Array; idx: number[] }>()
+    changes.forEach((c, i) => {
+      const t = this.tables.get(c.table.toLowerCase()) as TableStatements
+      const key = `${t.table.name}\u0000${Buffer.from(c.pk).toString('latin1')}`
+      let row = rows.get(key)
+      if (row === undefined) {
+        row = { t, pk: c.pk, idx: [] }
+        rows.set(key, row)
+      }
+      row.idx.push(i)
+    })
+    for (const { t, pk, idx } of rows.values()) {
+      const pkValues = unpackPk(pk)
+      const incoming: IncomingCell[] = idx.map((i) => {
+        const c = changes[i] as Change
+        return {
+          col: c.cid === SENTINEL_CID ? -1 : (t.columnIndex(c.cid) as number),
+          val: c.val,
+          colVersion: c.colVersion,
+          cl: c.cl,
+          site: this.siteOrdinal(c.siteId, false) as number,
+          dbv: c.dbVersion,
+          seq: c.seq,
+        }
+      })
+      const prev = t.readRowState(pkValues)
+      let stored: SqlValue[] | undefined
+      const outcome = mergeRow(
+        prev ?? emptyRowState(t.table.cols.length),
+        incoming,
+        {
+          siteId: (ordinal) => this.siteIds[ordinal] as Uint8Array,
+          storedValue: (col) => {
+            stored ??= t.readValues(pkValues)
+            return stored[col] ?? null
+          },
+        },
+        this.mechanisms,
+      )
+      if (!outcome.changed) continue
+      outcome.won.forEach((w, j) => {
+        won[idx[j] as number] = w
+      })
+      t.writeMerged(pkValues, prev, outcome)
+    }
+    return won
+  }
+}
+
+function holdsAll(origin: OriginVersions, [start, end]: VersionRange): boolean {
+  if (end > origin.head) return false
+  return origin.gaps.every(([gs, ge]) => ge < start || gs > end)
+}
+
+export type { CellClock, RowState, Stamp }
+export { packPk, unpackPk }

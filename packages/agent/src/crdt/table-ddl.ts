@@ -1,0 +1,244 @@
+/**
+ * DDL that turns a plain table into a replicated one: the clock table, the version index and
+ * the plain-SQL triggers that capture local writes.
+ *
+ * Layout (see docs/architecture.md, "CRDT metadata"):
+ * - `<t>__patina_clock`: one row per key ever seen, keyed by the table's own primary key (same
+ *   declared types, so lookups from triggers are index seeks). `__cl` is the causal length (odd:
+ *   the row exists, even: deleted). `__cs/__cd/__cq` are the clock of the row sentinel (site
+ *   ordinal, origin version, seq), NULL while implicit. Each data column `c` has a cell clock
+ *   `__v_c` (col_version), `__s_c` (origin site ordinal), `__d_c` (origin version), `__q_c`
+ *   (seq); NULL means "no clock": the cell holds its DEFAULT at version 0.
+ * - `<t>__patina_vidx`: for each (origin, version) the keys that still hold at least one clock
+ *   stamped with it, with a reference count, so the changes of one version are found by an
+ *   index range scan. It is kept exact by triggers on the clock table.
+ *
+ * The capture triggers get the transaction's version and seq from JS functions
+ * (`patina_dbv()`, `patina_seq()`), and run only when `patina_capture()` says a local write is
+ * in progress. A connection without those functions (the sqlite3 CLI, another program) fails
+ * with "no such function" on any write to a replicated table instead of writing untracked rows.
+ */
+import type { CrrTable } from './crr-table.ts'
+import {
+  cellDbvCol,
+  cellSeqCol,
+  cellSiteCol,
+  cellVersionCol,
+  clockTable,
+  q,
+  triggerName,
+  versionIndexTable,
+} from './names.ts'
+
+const DBV = 'patina_dbv()'
+const SEQ = 'patina_seq()'
+
+function pkDefs(t: CrrTable): string {
+  return t.pk.map((p) => `${q(p.name)} ${p.type} NOT NULL`).join(', ')
+}
+
+function pkList(t: CrrTable, prefix = ''): string {
+  return t.pk.map((p) => prefix + q(p.name)).join(', ')
+}
+
+function pkMatch(t: CrrTable, rec: string, alias = ''): string {
+  return t.pk.map((p) => `${alias}${q(p.name)} = ${rec}.${q(p.name)}`).join(' AND ')
+}
+
+function cellDefs(col: string): string {
+  return [cellVersionCol, cellSiteCol, cellDbvCol, cellSeqCol]
+    .map((f) => `${q(f(col))} INTEGER`)
+    .join(', ')
+}
+
+export function createMetadataSql(t: CrrTable): string[] {
+  const cells = t.cols.map((c) => `, ${cellDefs(c)}`).join('')
+  return [
+    `CREATE TABLE ${q(clockTable(t.name))} (${pkDefs(t)}, __cl INTEGER NOT NULL, ` +
+      `__cs INTEGER, __cd INTEGER, __cq INTEGER${cells}, PRIMARY KEY (${pkList(t)})) WITHOUT ROWID`,
+    `CREATE TABLE ${q(versionIndexTable(t.name))} (__site INTEGER NOT NULL, ` +
+      `__dbv INTEGER NOT NULL, ${pkDefs(t)}, __refs INTEGER NOT NULL, ` +
+      `PRIMARY KEY (__site, __dbv, ${pkList(t)})) WITHOUT ROWID`,
+  ]
+}
+
+export function addColumnMetadataSql(t: CrrTable, col: string): string[] {
+  return [cellVersionCol, cellSiteCol, cellDbvCol, cellSeqCol].map(
+    (f) => `ALTER TABLE ${q(clockTable(t.name))} ADD COLUMN ${q(f(col))} INTEGER`,
+  )
+}
+
+const TRIGGERS = ['ins', 'upd', 'upd_pk', 'del', 'clock_ins', 'clock_upd', 'clock_del'] as const
+
+export function dropTriggersSql(t: CrrTable): string[] {
+  return TRIGGERS.map((w) => `DROP TRIGGER IF EXISTS ${q(triggerName(t.name, w))}`)
+}
+
+/** A changed-value test that tells 1 from 1.0 and 'a' from x'61'. */
+function changed(col: string): string {
+  const c = q(col)
+  return `(NEW.${c} IS NOT OLD.${c} OR typeof(NEW.${c}) <> typeof(OLD.${c}))`
+}
+
+/** Statements that record a local insert (or re-insert) of the row `rec` ('NEW'). */
+function captureInsert(t: CrrTable, rec: string): string[] {
+  const clock = q(clockTable(t.name))
+  const resurrect =
+    `UPDATE ${clock} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, __cq = ${SEQ} ` +
+    `WHERE ${pkMatch(t, rec)} AND __cl % 2 = 0`
+  if (t.cols.length === 0) {
+    return [
+      resurrect,
+      `INSERT INTO ${clock} (${pkList(t)}, __cl, __cs, __cd, __cq) ` +
+        `SELECT ${pkList(t, rec + '.')}, 1, 0, ${DBV}, ${SEQ} ` +
+        `WHERE NOT EXISTS (SELECT 1 FROM ${clock} WHERE ${pkMatch(t, rec)})`,
+    ]
+  }
+  const names = t.cols.flatMap((c) => [
+    cellVersionCol(c),
+    cellSiteCol(c),
+    cellDbvCol(c),
+    cellSeqCol(c),
+  ])
+  const values = t.cols.map(() => `1, 0, ${DBV}, ${SEQ}`).join(', ')
+  const updates = t.cols
+    .map((c) => {
+      const v = q(cellVersionCol(c))
+      return (
+        `${v} = coalesce(${v}, 0) + 1, ${q(cellSiteCol(c))} = 0, ` +
+        `${q(cellDbvCol(c))} = excluded.${q(cellDbvCol(c))}, ` +
+        `${q(cellSeqCol(c))} = excluded.${q(cellSeqCol(c))}`
+      )
+    })
+    .join(', ')
+  return [
+    resurrect,
+    `INSERT INTO ${clock} (${pkList(t)}, __cl, ${names.map(q).join(', ')}) ` +
+      `VALUES (${pkList(t, rec + '.')}, 1, ${values}) ` +
+      `ON CONFLICT (${pkList(t)}) DO UPDATE SET ${updates}`,
+  ]
+}
+
+/** Statement that records a local delete of the row `rec` ('OLD'). */
+function captureDelete(t: CrrTable, rec: string): string {
+  const clears = t.cols
+    .flatMap((c) => [cellVersionCol(c), cellSiteCol(c), cellDbvCol(c), cellSeqCol(c)])
+    .map((n) => `, ${q(n)} = NULL`)
+    .join('')
+  return (
+    `UPDATE ${q(clockTable(t.name))} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, ` +
+    `__cq = ${SEQ}${clears} WHERE ${pkMatch(t, rec)} AND __cl % 2 = 1`
+  )
+}
+
+function trigger(name: string, timing: string, when: string | null, body: string[]): string {
+  const whenSql = when === null ? '' : ` WHEN ${when}`
+  return `CREATE TRIGGER ${q(name)} ${timing}${whenSql} BEGIN ${body.map((s) => s + ';').join(' ')} END`
+}
+
+function captureTriggers(t: CrrTable): string[] {
+  const table = q(t.name)
+  const pkSame = t.pk.map((p) => `NEW.${q(p.name)} IS OLD.${q(p.name)}`).join(' AND ')
+  const out = [
+    trigger(
+      triggerName(t.name, 'ins'),
+      `AFTER INSERT ON ${table}`,
+      'patina_capture()',
+      captureInsert(t, 'NEW'),
+    ),
+    trigger(
+      triggerName(t.name, 'upd_pk'),
+      `AFTER UPDATE ON ${table}`,
+      `patina_capture() AND NOT (${pkSame})`,
+      [captureDelete(t, 'OLD'), ...captureInsert(t, 'NEW')],
+    ),
+    trigger(triggerName(t.name, 'del'), `AFTER DELETE ON ${table}`, 'patina_capture()', [
+      captureDelete(t, 'OLD'),
+    ]),
+  ]
+  if (t.cols.length > 0) {
+    const sets = t.cols
+      .map((c) => {
+        const when = changed(c)
+        const keep = (f: (c: string) => string, v: string): string =>
+          `${q(f(c))} = CASE WHEN ${when} THEN ${v} ELSE ${q(f(c))} END`
+        return [
+          keep(cellVersionCol, `coalesce(${q(cellVersionCol(c))}, 0) + 1`),
+          keep(cellSiteCol, '0'),
+          keep(cellDbvCol, DBV),
+          keep(cellSeqCol, SEQ),
+        ].join(', ')
+      })
+      .join(', ')
+    out.push(
+      trigger(
+        triggerName(t.name, 'upd'),
+        `AFTER UPDATE ON ${table}`,
+        `patina_capture() AND ${pkSame} AND (${t.cols.map(changed).join(' OR ')})`,
+        [`UPDATE ${q(clockTable(t.name))} SET ${sets} WHERE ${pkMatch(t, 'NEW')}`],
+      ),
+    )
+  }
+  return out
+}
+
+interface Slot {
+  site: string
+  dbv: string
+}
+
+/** Triggers on the clock table that keep the version index's reference counts exact. */
+function versionIndexTriggers(t: CrrTable): string[] {
+  const clock = q(clockTable(t.name))
+  const vidx = q(versionIndexTable(t.name))
+  const slots: Slot[] = [
+    ...t.cols.map((c) => ({ site: q(cellSiteCol(c)), dbv: q(cellDbvCol(c)) })),
+    { site: '__cs', dbv: '__cd' },
+  ]
+  const key = (rec: string, s: Slot): string =>
+    `__site = ${rec}.${s.site} AND __dbv = ${rec}.${s.dbv} AND ${t.pk
+      .map((p) => `${q(p.name)} = ${rec}.${q(p.name)}`)
+      .join(' AND ')}`
+  const same = (a: string, sa: Slot, b: string, sb: Slot): string =>
+    `(${a}.${sa.site} IS ${b}.${sb.site} AND ${a}.${sa.dbv} IS ${b}.${sb.dbv})`
+  const slotChanged = (s: Slot): string => `NOT ${same('OLD', s, 'NEW', s)}`
+  const increment = (rec: string, s: Slot, refs: string, cond: string): string =>
+    `INSERT INTO ${vidx} (__site, __dbv, ${pkList(t)}, __refs) ` +
+    `SELECT ${rec}.${s.site}, ${rec}.${s.dbv}, ${pkList(t, rec + '.')}, ${refs} ` +
+    `WHERE ${rec}.${s.dbv} IS NOT NULL AND ${cond} ` +
+    `ON CONFLICT DO UPDATE SET __refs = __refs + excluded.__refs`
+  const decrement = (s: Slot): string[] => [
+    `UPDATE ${vidx} SET __refs = __refs - 1 WHERE OLD.${s.dbv} IS NOT NULL AND ` +
+      `${slotChanged(s)} AND ${key('OLD', s)}`,
+  ]
+  const dropZero = (s: Slot): string =>
+    `DELETE FROM ${vidx} WHERE OLD.${s.dbv} IS NOT NULL AND ${slotChanged(s)} AND ` +
+    `${key('OLD', s)} AND __refs <= 0`
+
+  // Insert: the first slot counts every slot stamped like it (one write for a whole new row);
+  // each other slot adds itself only when its stamp differs from the first slot's.
+  const anchor = slots[0] as Slot
+  const anchorRefs = slots.map((s) => same('NEW', s, 'NEW', anchor)).join(' + ')
+  const onInsert = [
+    increment('NEW', anchor, anchorRefs, '1'),
+    ...slots.slice(1).map((s) => increment('NEW', s, '1', `NOT ${same('NEW', s, 'NEW', anchor)}`)),
+  ]
+  const onUpdate = [
+    ...slots.flatMap(decrement),
+    ...slots.map((s) => increment('NEW', s, '1', slotChanged(s))),
+    ...slots.map(dropZero),
+  ]
+  const onDelete = slots.flatMap((s) => [
+    `UPDATE ${vidx} SET __refs = __refs - 1 WHERE OLD.${s.dbv} IS NOT NULL AND ${key('OLD', s)}`,
+    `DELETE FROM ${vidx} WHERE OLD.${s.dbv} IS NOT NULL AND ${key('OLD', s)} AND __refs <= 0`,
+  ])
+  return [
+    trigger(triggerName(t.name, 'clock_ins'), `AFTER INSERT ON ${clock}`, null, onInsert),
+    trigger(triggerName(t.name, 'clock_upd'), `AFTER UPDATE ON ${clock}`, null, onUpdate),
+    trigger(triggerName(t.name, 'clock_del'), `AFTER DELETE ON ${clock}`, null, onDelete),
+  ]
+}
+
+export function createTriggersSql(t: CrrTable): string[] {
+  return [...captureTriggers(t), ...versionIndexTriggers(t)]
+}
