@@ -49,22 +49,27 @@ export interface ForeignKeyRow {
 }
 
 // The table-valued pragma functions take the table name as a bound parameter, so no quoting of
-// user names is needed; 'main' keeps a TEMP table of the same name from shadowing it.
+// user names is needed; 'main' keeps a TEMP table of the same name from shadowing it. The rows
+// are read with safeIntegers off: the flags and positions are small numbers, whatever the
+// connection's default (the replica's writer reads integers as bigint).
 export function readColumnInfo(db: Database.Database, table: string): ColumnInfoRow[] {
   return db
     .prepare<[string], ColumnInfoRow>("SELECT * FROM pragma_table_xinfo(?, 'main') ORDER BY cid")
+    .safeIntegers(false)
     .all(table)
 }
 
 export function readIndexList(db: Database.Database, table: string): IndexListRow[] {
   return db
     .prepare<[string], IndexListRow>("SELECT * FROM pragma_index_list(?, 'main') ORDER BY seq")
+    .safeIntegers(false)
     .all(table)
 }
 
 export function readIndexInfo(db: Database.Database, index: string): IndexInfoRow[] {
   return db
     .prepare<[string], IndexInfoRow>("SELECT * FROM pragma_index_info(?, 'main') ORDER BY seqno")
+    .safeIntegers(false)
     .all(index)
 }
 
@@ -73,6 +78,7 @@ export function readForeignKeys(db: Database.Database, table: string): ForeignKe
     .prepare<[string], ForeignKeyRow>(
       "SELECT * FROM pragma_foreign_key_list(?, 'main') ORDER BY id, seq",
     )
+    .safeIntegers(false)
     .all(table)
 }
 
