@@ -77,12 +77,13 @@ describe('crdt - schema evolution', () => {
     ])
     assert.equal(version, 1)
     const cs = b.changesFor(b.siteId, 1)
+    assert.ok(cs !== null)
     assert.deepStrictEqual(
-      cs?.changes.map((c) => c.cid),
+      cs.changes.map((c) => c.cid),
       ['region', 'weight'],
     )
     assert.throws(
-      () => a.apply(cs ? [cs] : []),
+      () => a.apply([cs]),
       (err: unknown) => err instanceof ReplicaError && err.code === 'UNKNOWN_COLUMN',
     )
     assert.equal(a.holds(b.siteId, 1), false, 'a refused change is not booked')
