@@ -6,7 +6,7 @@ export type ReplicaErrorCode =
   | 'UNKNOWN_TABLE'
   | 'UNKNOWN_COLUMN'
   | 'INVALID_CHANGE'
-  | 'SITE_ID_MISMATCH'
+  | 'STATEMENT_NOT_ALLOWED'
 
 export class ReplicaError extends Error {
   override readonly name = 'ReplicaError'

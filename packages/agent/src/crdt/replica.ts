@@ -35,6 +35,7 @@ import {
 } from './merge.ts'
 import { isInternalName, q, SENTINEL_CID } from './names.ts'
 import { packPk, unpackPk } from './pk-codec.ts'
+import { StatementGuard } from './statement-guard.ts'
 import { TableStatements } from './table-statements.ts'
 import {
   addColumnMetadataSql,
@@ -130,6 +131,8 @@ export class Replica {
   private readonly userStatements = new Map<string, Database.Statement>()
   private readonly mechanisms: Mechanisms
   private readonly trackGaps: boolean
+  private readonly guard: StatementGuard
+  private readonly changesStmt: Database.Statement
 
   private constructor(db: Database.Database, options: ReplicaOptions) {
     this.db = db
@@ -139,6 +142,8 @@ export class Replica {
       tieBreak: options.disable?.tieBreak !== true,
     }
     this.trackGaps = options.disable?.gaps !== true
+    this.guard = new StatementGuard(db)
+    this.changesStmt = db.prepare('SELECT changes()').pluck().safeIntegers(false)
     this.registerFunctions()
     db.transaction(() => {
       for (const sql of INTERNAL_DDL) db.exec(sql)
@@ -335,7 +340,10 @@ export class Replica {
 
   // ---------------------------------------------------------------- local writes
 
-  private prepareUser(sql: string): Database.Statement {
+  /** Prepares a user statement, refusing what the statement guard refuses. */
+  private prepareUser(sql: string, args: readonly unknown[]): Database.Statement {
+    const verdict = this.guard.check(sql, args)
+    if (!verdict.ok) throw new ReplicaError('STATEMENT_NOT_ALLOWED', verdict.reason)
     let stmt = this.userStatements.get(sql)
     if (stmt === undefined) {
       stmt = this.db.prepare(sql)
@@ -363,11 +371,12 @@ export class Replica {
       this.pendingVersion = self.head + 1
       this.seq = 0
       const results = statements.map((s): StatementResult => {
-        const stmt = this.prepareUser(s.sql)
         const args = s.params === undefined ? [] : [s.params]
+        const stmt = this.prepareUser(s.sql, args)
         if (stmt.reader) {
+          // A SELECT, or a write with RETURNING (its rows are not returned, as in Corrosion).
           stmt.all(...args)
-          return { rowsAffected: 0 }
+          return { rowsAffected: stmt.readonly ? 0 : (this.changesStmt.get() as number) }
         }
         return { rowsAffected: stmt.run(...args).changes }
       })
@@ -395,6 +404,12 @@ export class Replica {
   /** Runs a read-only query on the writer connection (tests and tools; the API has readers). */
   query(sql: string, params?: Params): Record<string, SqlValue>[] {
     const stmt = this.db.prepare(sql)
+    if (!stmt.readonly) {
+      throw new ReplicaError(
+        'WRITE_OUTSIDE_PATINA',
+        'query() is read-only; write with transaction()',
+      )
+    }
     return (params === undefined ? stmt.all() : stmt.all(params)) as Record<string, SqlValue>[]
   }
 
