@@ -3,7 +3,9 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'packages/agent/bin/**', '.patina/**'] },
+  {
+    ignores: ['**/dist/**', '**/node_modules/**', 'packages/agent/bin/**', '.patina/**', 'tmp/**'],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

@@ -1,1 +1,1 @@
-export type { } from '@patina/protocol'
+export type {} from '@patina/protocol'

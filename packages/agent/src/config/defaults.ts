@@ -24,8 +24,15 @@ export const API_CONCURRENT_QUERIES_MAX = 128
 /** `[api] query_timeout_ms`: a query still running after this is interrupted (0: never). */
 export const API_QUERY_TIMEOUT_MS = 60_000
 
-/** `[db] reader_threads`: worker threads with read-only connections for /v1/queries. */
+/** `[db] reader_threads`: reader processes with read-only connections for /v1/queries. */
 export const DB_READER_THREADS = 2
+/**
+ * A reader asked to stop (timeout, abort, client gone) that does not acknowledge within this
+ * is killed and replaced: better-sqlite3 cannot interrupt a running SQLite step.
+ */
+export const READER_CANCEL_GRACE_MS = 250
+/** Page cache of each reader connection, in KiB. */
+export const READER_CACHE_SIZE_KIB = 16 * 1024
 /** Rows a reader sends to the main thread per message: bounds the memory of one batch. */
 export const READER_BATCH_ROWS = 256
 /** Batches a query may have in flight to a slow HTTP client before the reader pauses. */

@@ -25,3 +25,6 @@ export const cellSeqCol = (col: string): string => `__q_${col}`
 
 /** The id Corrosion and cr-sqlite give the row sentinel (causal length) in changes. */
 export const SENTINEL_CID = '-1'
+
+/** The JS functions the capture triggers call (registered on the writer by Replica). */
+export const CAPTURE_FUNCTIONS = ['patina_capture', 'patina_dbv', 'patina_seq'] as const

@@ -76,6 +76,8 @@ export interface Statement {
 
 export interface StatementResult {
   readonly rowsAffected: number
+  /** Seconds the statement took. */
+  readonly timeS: number
 }
 
 export interface TransactionResult {
@@ -371,14 +373,18 @@ export class Replica {
       this.pendingVersion = self.head + 1
       this.seq = 0
       const results = statements.map((s): StatementResult => {
+        const started = performance.now()
         const args = s.params === undefined ? [] : [s.params]
         const stmt = this.prepareUser(s.sql, args)
+        let rowsAffected: number
         if (stmt.reader) {
           // A SELECT, or a write with RETURNING (its rows are not returned, as in Corrosion).
           stmt.all(...args)
-          return { rowsAffected: stmt.readonly ? 0 : (this.changesStmt.get() as number) }
+          rowsAffected = stmt.readonly ? 0 : (this.changesStmt.get() as number)
+        } else {
+          rowsAffected = stmt.run(...args).changes
         }
-        return { rowsAffected: stmt.run(...args).changes }
+        return { rowsAffected, timeS: (performance.now() - started) / 1000 }
       })
       let version: number | null = null
       if (this.seq > 0) {

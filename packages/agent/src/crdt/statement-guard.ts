@@ -10,6 +10,7 @@
  * - ATTACH and DETACH, VACUUM, and PRAGMAs other than a list of read-only ones.
  */
 import type Database from 'better-sqlite3'
+import { identifierName, isKeyword, isPunct, tokenize } from '../schema/sql-tokens.ts'
 import { isInternalName } from './names.ts'
 
 export type GuardVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string }
@@ -69,6 +70,48 @@ const READ_ONLY_PRAGMAS = new Set([
   'foreign_key_check',
 ])
 
+/** PRAGMAs whose argument in parentheses names what to report on (not a new value). */
+const PRAGMAS_WITH_ARGUMENT = new Set([
+  'table_info',
+  'table_xinfo',
+  'index_list',
+  'index_info',
+  'index_xinfo',
+  'foreign_key_list',
+  'integrity_check',
+  'quick_check',
+  'foreign_key_check',
+])
+
+const refusedPragma = (name: string): GuardVerdict => ({
+  ok: false,
+  reason: `PRAGMA ${name} is not allowed here: only read-only PRAGMAs are (it can change the agent's state)`,
+})
+
+/** The verdict on a PRAGMA statement, or null when `sql` is not one. */
+function judgePragma(sql: string): GuardVerdict | null {
+  const tokens = tokenize(sql)
+  let i = 0
+  if (isKeyword(tokens[i], 'EXPLAIN')) {
+    i++
+    if (isKeyword(tokens[i], 'QUERY') && isKeyword(tokens[i + 1], 'PLAN')) i += 2
+  }
+  if (!isKeyword(tokens[i], 'PRAGMA')) return null
+  let name = identifierName(tokens[i + 1])
+  let next = i + 2
+  if (isPunct(tokens[next], '.')) {
+    name = identifierName(tokens[next + 1])
+    next += 2
+  }
+  const lower = (name ?? '').toLowerCase()
+  const after = tokens[next]
+  const endsHere = after === undefined || isPunct(after, ';')
+  if (name === null || !READ_ONLY_PRAGMAS.has(lower)) return refusedPragma(name ?? '(unnamed)')
+  if (endsHere) return { ok: true }
+  if (isPunct(after, '(') && PRAGMAS_WITH_ARGUMENT.has(lower)) return { ok: true }
+  return refusedPragma(lower)
+}
+
 /** Verdicts cached per SQL text, per schema version. */
 export const GUARD_CACHE_MAX = 1024
 
@@ -77,13 +120,17 @@ export class StatementGuard {
   private readonly explain = new Map<string, GuardVerdict>()
   private schemaVersion = -1
   private internalRoots = new Map<number, string>()
+  private readonly schemaVersionStmt: Database.Statement
 
   constructor(db: Database.Database) {
     this.db = db
+    this.schemaVersionStmt = db.prepare('PRAGMA schema_version').pluck().safeIntegers(false)
   }
 
   private refresh(): void {
-    const version = Number(this.db.pragma('schema_version', { simple: true }))
+    // Read on every check (cheap with a prepared statement): any schema change, by this
+    // connection or another, invalidates the cached verdicts and the internal root pages.
+    const version = this.schemaVersionStmt.get() as number
     if (version === this.schemaVersion) return
     this.schemaVersion = version
     this.explain.clear()
@@ -118,24 +165,10 @@ export class StatementGuard {
   }
 
   private judge(sql: string, args: readonly unknown[]): GuardVerdict {
-    const pragma = /^\s*pragma\s+(?:"?main"?\s*\.\s*)?"?([a-z_]+)"?\s*(=|\()?/i.exec(sql)
-    if (pragma !== null) {
-      const name = (pragma[1] ?? '').toLowerCase()
-      if (pragma[2] === '=' || !READ_ONLY_PRAGMAS.has(name)) {
-        return {
-          ok: false,
-          reason: `PRAGMA ${name} is not allowed: it can change the agent's state`,
-        }
-      }
-      if (name === 'user_version' || name === 'application_id') {
-        if (pragma[2] === '(') {
-          return {
-            ok: false,
-            reason: `PRAGMA ${name} is not allowed: it can change the agent's state`,
-          }
-        }
-      }
-    }
+    // SQLite applies many PRAGMAs while it compiles them, so they are judged from tokens
+    // before anything is prepared (comments skipped, quoted names unquoted).
+    const pragma = judgePragma(sql)
+    if (pragma !== null) return pragma
     const ops = this.db
       .prepare(`EXPLAIN ${sql}`)
       .safeIntegers(false)

@@ -1,0 +1,340 @@
+/**
+ * The HTTP API: Corrosion's v1 routes (transactions, queries, health, table_stats) and
+ * Prometheus metrics, on fastify. Every error answers with a JSON body `{"error": "..."}` that
+ * names the problem; a failed transaction also carries `results` and `version: null` so that
+ * Corrosion clients find it where they look.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { Readable } from 'node:stream'
+import Fastify, { type FastifyReply } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from '../config/load-config.ts'
+import { API_RETRY_AFTER_S } from '../config/defaults.ts'
+import { q } from '../crdt/names.ts'
+import { siteIdHex, type Params, type Replica } from '../crdt/replica.ts'
+import type { SqlValue } from '../crdt/values.ts'
+import type { AgentMetrics } from '../metrics/agent-metrics.ts'
+import { encodeRow, JsonBodyError, parseJson, stringify, type JsonValue } from './json.ts'
+import { StatementShapeError, toStatement, toStatements } from './statements.ts'
+
+export type QueryEvent =
+  | { readonly kind: 'columns'; readonly columns: readonly string[] }
+  | { readonly kind: 'rows'; readonly rows: readonly (readonly SqlValue[])[] }
+  | { readonly kind: 'end'; readonly timeS: number }
+
+/** What the API needs of the reader pool (store/reader-pool.ts). */
+export interface QueryRunner {
+  query(
+    sql: string,
+    params?: Params,
+    signal?: AbortSignal,
+  ): AsyncIterable<QueryEvent> & AsyncIterator<QueryEvent>
+}
+
+export interface ApiDeps {
+  readonly replica: Replica
+  readonly readers: QueryRunner
+  readonly config: Config
+  readonly metrics: AgentMetrics
+  readonly logger: Logger
+  /** Health figures the API cannot compute itself (members, lag, queues: cluster issues). */
+  readonly health?: () => { members: number; p99LagS: number; queueSize: number }
+}
+
+/** Routes and their methods, to tell 404 (no such path) from 405 (wrong method). */
+const ROUTES: Record<string, string[]> = {
+  '/v1/transactions': ['POST'],
+  '/v1/queries': ['POST'],
+  '/v1/health': ['GET'],
+  '/v1/table_stats': ['POST'],
+  '/metrics': ['GET'],
+}
+
+class HttpError extends Error {
+  override readonly name = 'HttpError'
+  readonly statusCode: number
+  constructor(statusCode: number, message: string) {
+    super(message)
+    this.statusCode = statusCode
+  }
+}
+
+/** SQLite result codes that mean the agent, not the caller, is at fault. */
+function isAgentFault(err: unknown): boolean {
+  // The reader pool carries SQLite's own code in `sqliteCode`; the writer's SqliteError in `code`.
+  const e = err as { code?: unknown; sqliteCode?: unknown }
+  const code = typeof e.sqliteCode === 'string' ? e.sqliteCode : e.code
+  return (
+    typeof code === 'string' &&
+    /^SQLITE_(IOERR|FULL|CORRUPT|NOMEM|READONLY|CANTOPEN|BUSY|LOCKED|NOTADB|PERM)/.test(code)
+  )
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  if (header === undefined) return false
+  const m = /^Bearer\s+(.+)$/i.exec(header)
+  if (m === null) return false
+  const given = Buffer.from(m[1] ?? '')
+  const want = Buffer.from(token)
+  return given.length === want.length && timingSafeEqual(given, want)
+}
+
+function threshold(query: Record<string, unknown>, key: string): number | undefined {
+  const raw = query[key]
+  if (raw === undefined) return undefined
+  const n = Number(raw)
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new HttpError(400, `query parameter "${key}" must be a non-negative number`)
+  }
+  return n
+}
+
+export function buildApi(deps: ApiDeps) {
+  const { replica, readers, config, metrics } = deps
+  const app = Fastify({
+    // Per-request lines would drown the log; metrics count requests. Errors are still logged.
+    loggerInstance: deps.logger.child({ subsystem: 'api' }, { level: 'warn' }),
+    bodyLimit: config.api.maxBodyBytes,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  })
+  metrics.inflightTransactionsMax.set(config.api.maxInflightTransactions)
+  let inflight = 0
+
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseJson(body as string))
+    } catch (err) {
+      done(err as Error, undefined)
+    }
+  })
+
+  app.addHook('onRequest', async (req, reply) => {
+    const token = config.api.bearerToken
+    if (token !== null && !bearerMatches(req.headers.authorization, token)) {
+      metrics.rejected.inc({ reason: 'unauthorized' })
+      await reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'missing or wrong bearer token (Authorization: Bearer <token>)' })
+      return reply
+    }
+    if (req.method === 'POST' && req.url.split('?')[0] === '/v1/transactions') {
+      if (inflight >= config.api.maxInflightTransactions) {
+        metrics.rejected.inc({ reason: 'inflight_transactions' })
+        await reply
+          .code(503)
+          .header('retry-after', String(API_RETRY_AFTER_S))
+          .send({
+            error: `too many transactions in flight (${inflight}, [api] max_inflight_transactions); retry later`,
+          })
+        return reply
+      }
+      inflight++
+      metrics.inflightTransactions.set(inflight)
+      reply.raw.once('close', () => {
+        inflight--
+        metrics.inflightTransactions.set(inflight)
+      })
+    }
+    return undefined
+  })
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown'
+    metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode) })
+    metrics.httpDuration.observe({ route, method: req.method }, reply.elapsedTime / 1000)
+  })
+
+  app.setErrorHandler(async (err: unknown, req, reply) => {
+    const e = err as { statusCode?: number; code?: string; message?: string }
+    let status = typeof e.statusCode === 'number' ? e.statusCode : 500
+    let message = errorMessage(err)
+    if (err instanceof JsonBodyError || err instanceof StatementShapeError) status = 400
+    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      message = `unsupported content type "${req.headers['content-type'] ?? '(none)'}": send a JSON body with content-type application/json`
+    } else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      message = `request body too large: the limit is ${config.api.maxBodyBytes} bytes ([api] max_body_bytes)`
+    } else if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+      message = 'the request body is empty: expected JSON'
+    }
+    if (status >= 500) req.log.error({ err }, 'request failed')
+    await reply
+      .code(status)
+      .type('application/json')
+      .send(stringify({ error: message }))
+  })
+
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split('?')[0] ?? ''
+    const methods = ROUTES[path]
+    if (methods !== undefined) {
+      await reply
+        .code(405)
+        .header('allow', methods.join(', '))
+        .send({ error: `method ${req.method} not allowed on ${path}; use ${methods.join(', ')}` })
+      return
+    }
+    await reply.code(404).send({ error: `no such route: ${req.method} ${path}` })
+  })
+
+  const failTransaction = async (reply: FastifyReply, status: number, message: string) =>
+    reply
+      .code(status)
+      .type('application/json')
+      .send(stringify({ error: message, results: [{ error: message }], version: null }))
+
+  app.post('/v1/transactions', async (req, reply) => {
+    const started = performance.now()
+    let statements
+    try {
+      statements = toStatements(req.body as JsonValue, config.api.maxStatements)
+    } catch (err) {
+      metrics.transactions.inc({ outcome: 'failed' })
+      return failTransaction(reply, 400, errorMessage(err))
+    }
+    let result
+    try {
+      result = replica.transaction(statements)
+    } catch (err) {
+      metrics.transactions.inc({ outcome: 'failed' })
+      if (isAgentFault(err)) {
+        req.log.error({ err }, 'transaction failed')
+        return failTransaction(reply, 500, errorMessage(err))
+      }
+      return failTransaction(reply, 400, errorMessage(err))
+    }
+    metrics.transactions.inc({ outcome: result.version === null ? 'noop' : 'committed' })
+    return reply.type('application/json').send(
+      stringify({
+        results: result.results.map((r) => ({ rows_affected: r.rowsAffected, time: r.timeS })),
+        time: (performance.now() - started) / 1000,
+        version: result.version,
+        actor_id: siteIdHex(replica.siteId),
+      }),
+    )
+  })
+
+  app.post('/v1/queries', async (req, reply) => {
+    const statement = toStatement(req.body as JsonValue, 'statement')
+    const abort = new AbortController()
+    let events: AsyncIterator<QueryEvent>
+    let first: IteratorResult<QueryEvent>
+    try {
+      events = readers.query(statement.sql, statement.params, abort.signal)
+      first = await events.next()
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      if (code === 'OVERLOADED' || code === 'CLOSED') {
+        metrics.rejected.inc({ reason: 'queries' })
+        return reply
+          .code(503)
+          .header('retry-after', String(API_RETRY_AFTER_S))
+          .send({ error: errorMessage(err) })
+      }
+      return reply.code(isAgentFault(err) ? 500 : 400).send({ error: errorMessage(err) })
+    }
+    reply.raw.once('close', () => {
+      abort.abort()
+    })
+    async function* lines(): AsyncGenerator<string> {
+      let rowid = 0n
+      let event: IteratorResult<QueryEvent> = first
+      try {
+        while (event.done !== true) {
+          const e = event.value
+          if (e.kind === 'columns') {
+            yield `${JSON.stringify({ columns: e.columns })}\n`
+          } else if (e.kind === 'rows') {
+            let chunk = ''
+            for (const row of e.rows) {
+              rowid++
+              chunk += `{"row":[${rowid},${encodeRow(row)}]}\n`
+            }
+            yield chunk
+          } else {
+            yield `{"eoq":{"time":${e.timeS}}}\n`
+          }
+          event = await events.next()
+        }
+      } catch (err) {
+        yield `${JSON.stringify({ error: errorMessage(err) })}\n`
+      } finally {
+        await events.return?.()
+      }
+    }
+    return reply.type('application/x-ndjson').send(Readable.from(lines()))
+  })
+
+  app.get('/v1/health', async (req, reply) => {
+    const query = req.query as Record<string, unknown>
+    const limits = {
+      gaps: threshold(query, 'gaps'),
+      p99Lag: threshold(query, 'p99_lag'),
+      maxQueue: threshold(query, 'max_queue') ?? threshold(query, 'queue_size'),
+    }
+    const gaps = replica
+      .originStates()
+      .reduce((n, o) => n + o.gaps.reduce((m, [s, e]) => m + e - s + 1, 0), 0)
+    const h = deps.health?.() ?? { members: 1, p99LagS: 0, queueSize: 0 }
+    const response = { gaps, members: h.members, p99_lag: h.p99LagS, queue_size: h.queueSize }
+    const failed: string[] = []
+    if (limits.gaps !== undefined && gaps > limits.gaps)
+      failed.push(`gaps ${gaps} > ${limits.gaps}`)
+    if (limits.p99Lag !== undefined && h.p99LagS > limits.p99Lag) {
+      failed.push(`p99_lag ${h.p99LagS} > ${limits.p99Lag}`)
+    }
+    if (limits.maxQueue !== undefined && h.queueSize > limits.maxQueue) {
+      failed.push(`queue_size ${h.queueSize} > ${limits.maxQueue}`)
+    }
+    if (failed.length > 0) {
+      return reply.code(503).send({ error: `unhealthy: ${failed.join(', ')}`, response })
+    }
+    return reply.send({ response })
+  })
+
+  app.post('/v1/table_stats', async (req, reply) => {
+    const body = req.body as JsonValue
+    const tables =
+      typeof body === 'object' && body !== null && !Array.isArray(body) ? body.tables : undefined
+    if (!Array.isArray(tables) || !tables.every((t) => typeof t === 'string')) {
+      throw new HttpError(400, 'expected {"tables": ["name", ...]}')
+    }
+    let total = 0n
+    const invalid: string[] = []
+    for (const name of tables) {
+      const table = replica.table(name)
+      if (table === undefined) {
+        invalid.push(name)
+        continue
+      }
+      try {
+        for await (const e of readers.query(`SELECT count(*) FROM ${q(table.name)}`)) {
+          if (e.kind === 'rows') total += e.rows[0]?.[0] as bigint
+        }
+      } catch (err) {
+        const code = (err as { code?: string }).code
+        if (code === 'OVERLOADED' || code === 'CLOSED') {
+          throw new HttpError(503, errorMessage(err))
+        }
+        throw err
+      }
+    }
+    return reply
+      .type('application/json')
+      .send(stringify({ total_row_count: total, invalid_tables: invalid }))
+  })
+
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  )
+
+  return app
+}
+
+export type Api = ReturnType<typeof buildApi>

@@ -1,0 +1,48 @@
+/**
+ * `patina agent`: runs the agent in this process (no forking wrapper, so signals and the PID
+ * mean what they say) until SIGTERM or SIGINT, then shuts down cleanly.
+ */
+import { Command } from 'commander'
+import { loadConfig } from '../config/load-config.ts'
+import { createLogger } from '../log.ts'
+import { startAgent } from '../main.ts'
+import { CliError, globalOptions } from './common.ts'
+
+export function agentCommand(): Command {
+  return new Command('agent')
+    .description('run the Patina agent with the given config file')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const opts = globalOptions(cmd)
+      if (opts.config === undefined) {
+        throw new CliError('patina agent needs a config file: patina agent -c config.toml')
+      }
+      const { config, unimplemented } = loadConfig(opts.config)
+      await runAgentUntilSignal(config, unimplemented)
+    })
+}
+
+export async function runAgentUntilSignal(
+  config: Parameters<typeof startAgent>[0],
+  unimplemented: readonly string[],
+): Promise<void> {
+  const logger = createLogger(config.log)
+  if (unimplemented.length > 0) {
+    logger.warn(
+      { keys: unimplemented },
+      `config keys accepted but not implemented yet: ${unimplemented.join(', ')}`,
+    )
+  }
+  const agent = await startAgent(config, logger)
+  for (const url of agent.apiUrls) process.stdout.write(`patina agent: API at ${url}\n`)
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      logger.info({ signal }, 'shutting down')
+      process.off('SIGTERM', onSignal)
+      process.off('SIGINT', onSignal)
+      void agent.stop().then(resolve)
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  })
+  logger.info('agent stopped')
+}

@@ -1,0 +1,176 @@
+/**
+ * The composition root: config -> components -> start, in order. The only module that knows
+ * every concrete class. Stopping runs the same list backwards.
+ */
+import { mkdirSync, statSync } from 'node:fs'
+import { createServer, type Server as HttpServer } from 'node:http'
+import type { Server as NetServer } from 'node:net'
+import { dirname } from 'node:path'
+import { Gauge } from 'prom-client'
+import type { Logger } from 'pino'
+import { adminRequest, startAdminServer } from './admin/admin-server.ts'
+import { buildApi, type Api } from './api/server.ts'
+import { SHUTDOWN_GRACE_MS } from './config/defaults.ts'
+import { parseHostPort, type Config } from './config/load-config.ts'
+import { Replica, siteIdHex } from './crdt/replica.ts'
+import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
+import type { SchemaPlan } from './schema/model.ts'
+import { loadSchemaFiles } from './schema/parse-schema.ts'
+import { ReaderPool } from './store/reader-pool.ts'
+
+export interface Agent {
+  readonly replica: Replica
+  /** Base URLs of the HTTP API, e.g. `http://127.0.0.1:8080`. */
+  readonly apiUrls: readonly string[]
+  readonly metrics: AgentMetrics
+  /** Re-reads the schema files and applies what changed (additions only). */
+  reload(): SchemaPlan
+  stop(): Promise<void>
+}
+
+function registerStoreMetrics(metrics: AgentMetrics, replica: Replica, path: string): void {
+  new Gauge({
+    name: 'patina_db_version',
+    help: "This agent's own latest version (its count of committed write transactions)",
+    registers: [metrics.registry],
+    collect() {
+      this.set(replica.headOf(replica.siteId))
+    },
+  })
+  new Gauge({
+    name: 'patina_db_size_bytes',
+    help: 'Size of the SQLite database: main file and WAL',
+    labelNames: ['file'] as const,
+    registers: [metrics.registry],
+    collect() {
+      const size = (p: string): number => {
+        try {
+          return statSync(p).size
+        } catch {
+          return 0 // the WAL does not exist between checkpoints on some platforms
+        }
+      }
+      this.set({ file: 'main' }, size(path))
+      this.set({ file: 'wal' }, size(`${path}-wal`))
+    },
+  })
+}
+
+function summarize(plan: SchemaPlan): Record<string, unknown> {
+  return {
+    newTables: plan.newTables.map((t) => t.name),
+    newColumns: plan.newColumns.map((c) => `${c.table}.${c.column.name}`),
+    createdIndexes: plan.createIndexes.map((i) => i.name),
+    droppedIndexes: plan.dropIndexes.map((i) => i.name),
+  }
+}
+
+async function listen(api: Api, addr: string): Promise<string> {
+  const hp = parseHostPort(addr)
+  if (hp === null) throw new Error(`invalid address ${addr}`)
+  await api.listen({ host: hp.host, port: hp.port })
+  const bound = api.server.address()
+  if (bound === null || typeof bound === 'string') return `http://${addr}`
+  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address
+  return `http://${host}:${bound.port}`
+}
+
+export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
+  const log = logger.child({ subsystem: 'agent' })
+  mkdirSync(dirname(config.db.path), { recursive: true })
+  const replica = Replica.open(config.db.path, { synchronous: config.db.synchronous })
+  const cleanups: (() => Promise<void> | void)[] = [
+    () => {
+      replica.close()
+    },
+  ]
+  const stop = async (): Promise<void> => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup()
+      } catch (err) {
+        log.error({ err }, 'error while stopping')
+      }
+    }
+    cleanups.length = 0
+  }
+  try {
+    const reload = (): SchemaPlan => {
+      const plan = replica.applySchema(loadSchemaFiles(config.db.schemaPaths))
+      log.info({ ...summarize(plan) }, 'schema applied')
+      return plan
+    }
+    if (config.db.schemaPaths.length > 0) reload()
+
+    const readers = await ReaderPool.open({
+      path: config.db.path,
+      threads: config.db.readerThreads,
+      maxConcurrent: config.api.maxConcurrentQueries,
+      timeoutMs: config.api.queryTimeoutMs,
+    })
+    cleanups.push(() => readers.close())
+
+    const metrics = createAgentMetrics()
+    registerStoreMetrics(metrics, replica, config.db.path)
+
+    const apiUrls: string[] = []
+    for (const addr of config.api.addrs) {
+      const api = buildApi({ replica, readers, config, metrics, logger })
+      // Stop accepting, let in-flight requests finish, but not forever.
+      cleanups.push(() =>
+        Promise.race([
+          api.close(),
+          new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref()),
+        ]),
+      )
+      apiUrls.push(await listen(api, addr))
+    }
+
+    if (config.telemetry.prometheusAddr !== null) {
+      const hp = parseHostPort(config.telemetry.prometheusAddr)
+      const server: HttpServer = createServer((_req, res) => {
+        void metrics.registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text)
+        })
+      })
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(hp?.port, hp?.host, () => {
+          resolve()
+        })
+      })
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => {
+              resolve()
+            })
+          }),
+      )
+    }
+
+    const admin: NetServer = await startAdminServer(config.admin.path, async (request) => {
+      if (request.cmd === 'reload') return { ok: true, ...summarize(reload()) }
+      return Promise.resolve({ ok: false, error: `unknown admin command ${String(request.cmd)}` })
+    })
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          admin.close(() => {
+            resolve()
+          })
+        }),
+    )
+
+    log.info(
+      { actor_id: siteIdHex(replica.siteId), api: apiUrls, db: config.db.path },
+      'agent started',
+    )
+    return { replica, apiUrls, metrics, reload, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
+export { adminRequest }
