@@ -29,9 +29,18 @@ import { engineApply } from './engine-apply.ts'
 import { engineSize } from './engine-size.ts'
 import { engineWrites } from './engine-writes.ts'
 import { buildFixture } from './fixture.ts'
+import { httpQueries } from './http-queries.ts'
+import { httpWrites } from './http-writes.ts'
 
 /** Every benchmark module, in run order. Later benchmarks (HTTP, cluster) are added here. */
-const MODULES: readonly BenchModule[] = [engineWrites, engineApply, engineAddColumn, engineSize]
+const MODULES: readonly BenchModule[] = [
+  engineWrites,
+  engineApply,
+  engineAddColumn,
+  engineSize,
+  httpWrites,
+  httpQueries,
+]
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url))
 const ENGINE_SOURCES = fileURLToPath(new URL('../packages/agent/src/', import.meta.url))

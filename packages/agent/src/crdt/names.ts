@@ -27,4 +27,9 @@ export const cellSeqCol = (col: string): string => `__q_${col}`
 export const SENTINEL_CID = '-1'
 
 /** The JS functions the capture triggers call (registered on the writer by Replica). */
-export const CAPTURE_FUNCTIONS = ['patina_capture', 'patina_dbv', 'patina_seq'] as const
+export const CAPTURE_FUNCTIONS = [
+  'patina_capture',
+  'patina_dbv',
+  'patina_seq',
+  'patina_seqs',
+] as const

@@ -158,6 +158,7 @@ export class Replica {
     }).immediate()
     this.loadSites()
     this.siteId = this.siteIds[0] as Uint8Array
+    this.regenerateTriggers()
     this.loadTables()
     this.loadOrigins()
   }
@@ -199,6 +200,13 @@ export class Replica {
     this.db.function('patina_seq', { deterministic: false }, () =>
       this.mode === 'capture' ? this.seq++ : outside(),
     )
+    // A block of `n` consecutive seqs (one per column of an inserted row): returns the first.
+    this.db.function('patina_seqs', { deterministic: false }, (n: unknown) => {
+      if (this.mode !== 'capture') return outside()
+      const first = this.seq
+      this.seq += Number(n)
+      return first
+    })
   }
 
   // ---------------------------------------------------------------- loading state
@@ -214,6 +222,25 @@ export class Replica {
       this.siteIds[Number(ordinal)] = new Uint8Array(id)
       this.siteOrdinals.set(id.toString('hex'), Number(ordinal))
     }
+  }
+
+  /**
+   * Recreates every replicated table's triggers from the current code, so a database written by
+   * an older Patina always captures writes the way this one does. O(tables), no row is touched.
+   */
+  private regenerateTriggers(): void {
+    const names = this.db
+      .prepare('SELECT name FROM __patina_tables ORDER BY name')
+      .pluck()
+      .all() as string[]
+    this.db
+      .transaction(() => {
+        for (const name of names) {
+          const crr = readCrrTable(this.db, name)
+          for (const sql of [...dropTriggersSql(crr), ...createTriggersSql(crr)]) this.db.exec(sql)
+        }
+      })
+      .immediate()
   }
 
   private loadTables(): void {
@@ -524,6 +551,9 @@ export class Replica {
     if (!Number.isSafeInteger(cs.version) || cs.version < 1) {
       throw new ReplicaError('INVALID_CHANGE', `invalid version ${cs.version}`)
     }
+    // A row's cells arrive next to each other: check each distinct key once.
+    let lastPk: Uint8Array | null = null
+    let lastTable: TableStatements | null = null
     for (const c of cs.changes) {
       const t = this.tables.get(c.table.toLowerCase())
       if (t === undefined) {
@@ -541,7 +571,9 @@ export class Replica {
       if (c.siteId.length !== SITE_ID_BYTES) {
         throw new ReplicaError('INVALID_CHANGE', `change site id must be ${SITE_ID_BYTES} bytes`)
       }
-      t.checkPk(c.pk)
+      if (lastTable !== t || lastPk === null || Buffer.compare(lastPk, c.pk) !== 0) t.checkPk(c.pk)
+      lastPk = c.pk
+      lastTable = t
     }
   }
 

@@ -31,6 +31,7 @@ import {
 } from './names.ts'
 
 const DBV = 'patina_dbv()'
+const CAPTURING = 'patina_capture()'
 const SEQ = 'patina_seq()'
 
 function pkDefs(t: CrrTable): string {
@@ -80,15 +81,17 @@ function changed(col: string): string {
   return `(NEW.${c} IS NOT OLD.${c} OR typeof(NEW.${c}) <> typeof(OLD.${c}))`
 }
 
-/** Statements that record a local insert (or re-insert) of the row `rec` ('NEW'). */
+/**
+ * Statements that record a local insert (or re-insert) of the row `rec` ('NEW'): one upsert of
+ * the clock row. The transaction's version and a block of seqs (one per column) are fetched once
+ * per row; a re-insert over a tombstone also stamps the sentinel, with one more seq.
+ */
 function captureInsert(t: CrrTable, rec: string): string[] {
   const clock = q(clockTable(t.name))
-  const resurrect =
-    `UPDATE ${clock} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, __cq = ${SEQ} ` +
-    `WHERE ${pkMatch(t, rec)} AND __cl % 2 = 0`
   if (t.cols.length === 0) {
     return [
-      resurrect,
+      `UPDATE ${clock} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, __cq = ${SEQ} ` +
+        `WHERE ${pkMatch(t, rec)} AND __cl % 2 = 0`,
       `INSERT INTO ${clock} (${pkList(t)}, __cl, __cs, __cd, __cq) ` +
         `SELECT ${pkList(t, rec + '.')}, 1, 0, ${DBV}, ${SEQ} ` +
         `WHERE NOT EXISTS (SELECT 1 FROM ${clock} WHERE ${pkMatch(t, rec)})`,
@@ -100,21 +103,27 @@ function captureInsert(t: CrrTable, rec: string): string[] {
     cellDbvCol(c),
     cellSeqCol(c),
   ])
-  const values = t.cols.map(() => `1, 0, ${DBV}, ${SEQ}`).join(', ')
-  const updates = t.cols
-    .map((c) => {
+  const values = t.cols.map((_, i) => `1, 0, x.d, x.s + ${i}`).join(', ')
+  const first = q(cellDbvCol(t.cols[0] as string))
+  const dead = '__cl % 2 = 0'
+  const updates = [
+    `__cs = CASE WHEN ${dead} THEN 0 ELSE __cs END`,
+    `__cd = CASE WHEN ${dead} THEN excluded.${first} ELSE __cd END`,
+    `__cq = CASE WHEN ${dead} THEN ${SEQ} ELSE __cq END`,
+    `__cl = __cl + (${dead})`,
+    ...t.cols.map((c) => {
       const v = q(cellVersionCol(c))
       return (
         `${v} = coalesce(${v}, 0) + 1, ${q(cellSiteCol(c))} = 0, ` +
         `${q(cellDbvCol(c))} = excluded.${q(cellDbvCol(c))}, ` +
         `${q(cellSeqCol(c))} = excluded.${q(cellSeqCol(c))}`
       )
-    })
-    .join(', ')
+    }),
+  ].join(', ')
   return [
-    resurrect,
     `INSERT INTO ${clock} (${pkList(t)}, __cl, ${names.map(q).join(', ')}) ` +
-      `VALUES (${pkList(t, rec + '.')}, 1, ${values}) ` +
+      `SELECT ${pkList(t, rec + '.')}, 1, ${values} ` +
+      `FROM (SELECT ${DBV} AS d, patina_seqs(${t.cols.length}) AS s) AS x WHERE true ` +
       `ON CONFLICT (${pkList(t)}) DO UPDATE SET ${updates}`,
   ]
 }
@@ -187,7 +196,11 @@ interface Slot {
   dbv: string
 }
 
-/** Triggers on the clock table that keep the version index's reference counts exact. */
+/**
+ * Triggers on the clock table that keep the version index's reference counts exact for local
+ * writes. The merge path (table-statements.ts) knows each row's old and new stamps and updates
+ * the index itself with one write per changed stamp, so these run only while capturing.
+ */
 function versionIndexTriggers(t: CrrTable): string[] {
   const clock = q(clockTable(t.name))
   const vidx = q(versionIndexTable(t.name))
@@ -233,9 +246,9 @@ function versionIndexTriggers(t: CrrTable): string[] {
     `DELETE FROM ${vidx} WHERE OLD.${s.dbv} IS NOT NULL AND ${key('OLD', s)} AND __refs <= 0`,
   ])
   return [
-    trigger(triggerName(t.name, 'clock_ins'), `AFTER INSERT ON ${clock}`, null, onInsert),
-    trigger(triggerName(t.name, 'clock_upd'), `AFTER UPDATE ON ${clock}`, null, onUpdate),
-    trigger(triggerName(t.name, 'clock_del'), `AFTER DELETE ON ${clock}`, null, onDelete),
+    trigger(triggerName(t.name, 'clock_ins'), `AFTER INSERT ON ${clock}`, CAPTURING, onInsert),
+    trigger(triggerName(t.name, 'clock_upd'), `AFTER UPDATE ON ${clock}`, CAPTURING, onUpdate),
+    trigger(triggerName(t.name, 'clock_del'), `AFTER DELETE ON ${clock}`, CAPTURING, onDelete),
   ]
 }
 

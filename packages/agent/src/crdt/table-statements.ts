@@ -40,6 +40,9 @@ export class TableStatements {
   private readonly writeClock: Database.Statement
   private readonly deleteRow: Database.Statement
   private readonly readByVersion: Database.Statement
+  private readonly addRefs: Database.Statement
+  private readonly subRefs: Database.Statement
+  private readonly dropRefs: Database.Statement
   private readonly upserts = new Map<string, Database.Statement>()
 
   constructor(db: Database.Database, table: CrrTable) {
@@ -83,6 +86,45 @@ export class TableStatements {
         `WHERE x.__site = ? AND x.__dbv = ?`,
     )
     this.readByVersion.raw(true).safeIntegers(true)
+
+    const vidx = q(versionIndexTable(table.name))
+    const vidxKey = `__site = ? AND __dbv = ? AND ${this.pkWhere}`
+    this.addRefs = db.prepare(
+      `INSERT INTO ${vidx} (__site, __dbv, ${pkNames.join(', ')}, __refs) ` +
+        `VALUES (?, ?, ${pkNames.map(() => '?').join(', ')}, ?) ` +
+        `ON CONFLICT DO UPDATE SET __refs = __refs + excluded.__refs`,
+    )
+    this.subRefs = db.prepare(`UPDATE ${vidx} SET __refs = __refs - ? WHERE ${vidxKey}`)
+    this.dropRefs = db.prepare(`DELETE FROM ${vidx} WHERE ${vidxKey} AND __refs <= 0`)
+  }
+
+  /**
+   * Moves the version index from the stamps of `prev` to those of `next`: one write per stamp
+   * whose count changed (the clock-table triggers do this for local writes only).
+   */
+  private updateVersionIndex(pk: readonly SqlValue[], prev: RowState | null, next: RowState): void {
+    const counts = new Map<string, [number, number, number]>()
+    const add = (st: Stamp | null, by: number): void => {
+      if (st === null) return
+      const k = `${st.site}:${st.dbv}`
+      const entry = counts.get(k)
+      if (entry === undefined) counts.set(k, [st.site, st.dbv, by])
+      else entry[2] += by
+    }
+    if (prev !== null) {
+      add(prev.sentinel, -1)
+      for (const c of prev.cells) add(c, -1)
+    }
+    add(next.sentinel, 1)
+    for (const c of next.cells) add(c, 1)
+    for (const [site, dbv, delta] of counts.values()) {
+      if (delta > 0) {
+        this.addRefs.run(site, dbv, ...pk, delta)
+      } else if (delta < 0) {
+        this.subRefs.run(-delta, site, dbv, ...pk)
+        this.dropRefs.run(site, dbv, ...pk)
+      }
+    }
   }
 
   columnIndex(name: string): number | undefined {
@@ -181,6 +223,7 @@ export class TableStatements {
       else args.push(c.v, c.site, c.dbv, c.seq)
     }
     this.writeClock.run(...args)
+    this.updateVersionIndex(pk, prev, s)
   }
 
   /** Appends to `out` the cells (and sentinel) still stamped with (site, version). */

@@ -27,8 +27,6 @@ import type { FromWorker, QueryParams, ToWorker } from './query-types.ts'
  * them) and the write would fail as "no such function" instead of being refused as a write.
  * They are never called here: the reader refuses every statement that is not read-only.
  */
-const TRIGGER_FUNCTIONS = CAPTURE_FUNCTIONS
-
 type QueryMessage = Extract<ToWorker, { type: 'query' }>
 
 interface Running {
@@ -223,7 +221,7 @@ process.on('disconnect', () => {
 })
 try {
   db = openDb(path, { readonly: true, cacheSizeKib: READER_CACHE_SIZE_KIB })
-  for (const name of TRIGGER_FUNCTIONS) {
+  for (const name of CAPTURE_FUNCTIONS) {
     db.function(name, { varargs: true, deterministic: false }, () => {
       throw new Error(`${name}() is only available on the writer`)
     })

@@ -15,7 +15,7 @@ import fc from 'fast-check'
 import type { FullChangeset } from '../../src/crdt/changes.ts'
 import { Replica, type Statement } from '../../src/crdt/replica.ts'
 import type { SqlValue } from '../../src/crdt/values.ts'
-import { antiEntropy, siteId, snapshot } from './helpers.ts'
+import { antiEntropy, assertVersionIndexExact, siteId, snapshot } from './helpers.ts'
 
 const LONG = process.env.PATINA_LONG === '1'
 export const NUM_RUNS = LONG ? 10_000 : 1_000
@@ -159,6 +159,7 @@ describe('crdt - convergence', () => {
             // Every replica holds every version of every origin, with no gap left.
             for (const r of replicas) {
               for (const o of r.originStates()) assert.deepStrictEqual(o.gaps, [])
+              assertVersionIndexExact(r)
             }
           } finally {
             for (const r of replicas) r.close()

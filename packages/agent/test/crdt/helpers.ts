@@ -2,6 +2,7 @@
  * Shared helpers for engine tests: replicas in temporary directories, a canonical snapshot of
  * rows and clocks for convergence checks, and anti-entropy to quiescence.
  */
+import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -114,4 +115,51 @@ export function antiEntropy(replicas: readonly Replica[]): number {
     if (!progress) return delivered
   }
   throw new Error('anti-entropy did not reach quiescence in 10 rounds')
+}
+
+/**
+ * Checks that each table's version index holds exactly the stamps its clock rows carry: one
+ * entry per (origin, version, key) with the number of cells (and sentinel) stamped with it.
+ */
+export function assertVersionIndexExact(r: Replica): void {
+  for (const name of r.tableNames()) {
+    const t = r.table(name)
+    if (t === undefined) continue
+    const pkCols = t.pk.map((p) => q(p.name))
+    const slots = [['__cs', '__cd'], ...t.cols.map((c) => [q(`__s_${c}`), q(`__d_${c}`)])]
+    const expected = new Map<string, bigint>()
+    const rows = r.db
+      .prepare(`SELECT ${[...pkCols, ...slots.flat()].join(', ')} FROM ${q(clockTable(name))}`)
+      .raw()
+      .all() as unknown[][]
+    for (const row of rows) {
+      const pk = JSON.stringify(row.slice(0, pkCols.length), (_k, v: unknown) =>
+        typeof v === 'bigint' ? `${v}` : v,
+      )
+      for (let i = 0; i < slots.length; i++) {
+        const site = row[pkCols.length + i * 2] as bigint | null
+        const dbv = row[pkCols.length + i * 2 + 1] as bigint | null
+        if (dbv === null) continue
+        const key = `${String(site)}/${String(dbv)}/${pk}`
+        expected.set(key, (expected.get(key) ?? 0n) + 1n)
+      }
+    }
+    const actual = new Map<string, bigint>()
+    for (const row of r.db
+      .prepare(
+        `SELECT __site, __dbv, ${pkCols.join(', ')}, __refs FROM ${q(`${name}__patina_vidx`)}`,
+      )
+      .raw()
+      .all() as unknown[][]) {
+      const pk = JSON.stringify(row.slice(2, 2 + pkCols.length), (_k, v: unknown) =>
+        typeof v === 'bigint' ? `${v}` : v,
+      )
+      actual.set(`${String(row[0])}/${String(row[1])}/${pk}`, row[2 + pkCols.length] as bigint)
+    }
+    assert.deepStrictEqual(
+      [...actual.entries()].sort(),
+      [...expected.entries()].sort(),
+      `version index of ${name} matches its clocks`,
+    )
+  }
 }

@@ -1,0 +1,710 @@
+/**
+ * HTTP benchmark 1, writes: latency and throughput of single-statement transactions through
+ * `POST /v1/transactions`, from one client (sequential, one keep-alive connection) and from 32
+ * concurrent clients (32 keep-alive connections), against the same INSERTs through
+ * better-sqlite3 directly (one per BEGIN IMMEDIATE/COMMIT), in both durability modes.
+ *
+ * The agent runs as its own process (`node packages/agent/bin/patina.js agent`, the compiled
+ * package) so that it does not share an event loop with the load generator. The load
+ * generator is a second child process (this file run with CLIENT_FLAG) because the benchmark
+ * runner is synchronous: `run()` waits for it with spawnSync and turns its JSON into tables.
+ * The helpers for both are exported for bench/http-queries.ts.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
+import { createServer } from 'node:net'
+import os from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseConfig } from '../packages/agent/src/config/load-config.ts'
+import { openDb, type Synchronous } from '../packages/agent/src/store/open-db.ts'
+import {
+  fmtInt,
+  fmtMs,
+  fmtRatio,
+  fmtStats,
+  pairedRatios,
+  pragmas,
+  REPEATS,
+  removeDb,
+  scaled,
+  stats,
+  type BenchContext,
+  type BenchModule,
+  type BenchReport,
+  type ResultTable,
+  type Stats,
+  type SummaryLine,
+} from './common.ts'
+import { INSERT_SQL, localRow, TABLE_SQL } from './fixture.ts'
+
+/** Transactions of the single-client run: 5,000 (500 with BENCH_QUICK=1). */
+const SEQUENTIAL = scaled(5_000)
+/** Transactions of the concurrent run: 20,000 (2,000 with BENCH_QUICK=1). */
+const CONCURRENT = scaled(20_000)
+/** Concurrent clients, each with its own keep-alive connection. */
+const CLIENTS = 32
+/** Untimed transactions before the timed ones (JIT, page cache, WAL), on both paths. */
+const WARMUP = scaled(1_000)
+const MODES: readonly Synchronous[] = ['normal', 'full']
+/** The goal stated by the issue: single-statement transaction p50 on loopback, default mode. */
+const GOAL_P50_MS = 0.5
+
+const FILE = fileURLToPath(import.meta.url)
+
+// ------------------------------------------------------------------------------ shared helpers
+
+const AGENT_BIN = fileURLToPath(new URL('../packages/agent/bin/patina.js', import.meta.url))
+const AGENT_DIST = fileURLToPath(new URL('../packages/agent/dist/cli/main.js', import.meta.url))
+/** The argument that makes a module file run as the load-generator process. */
+const CLIENT_FLAG = '--bench-client'
+/** A load-generator process that runs longer than this is stopped (SIGTERM). */
+const CLIENT_TIMEOUT_MS = 60 * 60_000
+const AGENT_START_TIMEOUT_MS = 30_000
+const AGENT_STOP_TIMEOUT_MS = 15_000
+/** Set to a directory to write a V8 CPU profile of every agent process there. */
+const PROFILE_DIR = process.env['BENCH_AGENT_PROF']
+
+/** The schema file every benchmark agent loads. */
+export const HTTP_SCHEMA_SQL = `${TABLE_SQL};\n`
+
+/** A progress line from the load-generator process, in the runner's format. */
+export function clientProgress(line: string): void {
+  process.stderr.write(`  · ${line}\n`)
+}
+
+/** The 1, 5 and 15 minute load averages, for progress lines and the JSON. */
+export function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')
+}
+
+/** The p-quantile (0..1, nearest rank) of ascending samples. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) throw new Error('no samples')
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length)))
+  return sorted[rank - 1] as number
+}
+
+/** A free TCP port on 127.0.0.1 (listen on port 0, close, reuse the number). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => {
+        if (address === null || typeof address === 'string') reject(new Error('no port'))
+        else resolvePort(address.port)
+      })
+    })
+  })
+}
+
+/** An agent running as a child process. */
+export interface AgentProcess {
+  readonly url: URL
+  readonly pid: number
+  readonly dbPath: string
+  /** SIGTERM to this child only, then waits for it to exit (SIGKILL after a grace period). */
+  stop(): Promise<void>
+}
+
+/** Agents started by this process and not yet exited, stopped if the process is interrupted. */
+const liveAgents = new Set<{ kill(signal: NodeJS.Signals): boolean }>()
+
+/**
+ * Writes a config (temp data dir `dir`, a free 127.0.0.1 port, JSON logs) and the schema file,
+ * starts `patina agent -c <config>` and waits for its `API at http://...` line.
+ */
+export async function startAgentProcess(
+  dir: string,
+  synchronous: Synchronous,
+): Promise<AgentProcess> {
+  if (!existsSync(AGENT_DIST)) {
+    throw new Error(`${AGENT_DIST} is missing: build the agent first (npm run bench runs tsc -b)`)
+  }
+  mkdirSync(dir, { recursive: true })
+  const dbPath = join(dir, 'state.db')
+  const schemaPath = join(dir, 'schema.sql')
+  const configPath = join(dir, 'config.toml')
+  writeFileSync(schemaPath, HTTP_SCHEMA_SQL)
+  const [apiPort, gossipPort] = [await freePort(), await freePort()]
+  const toml = [
+    '[db]',
+    `path = ${JSON.stringify(dbPath)}`,
+    `schema_paths = [${JSON.stringify(schemaPath)}]`,
+    `synchronous = "${synchronous}"`,
+    '',
+    '[api]',
+    `addr = "127.0.0.1:${apiPort}"`,
+    '',
+    '[gossip]',
+    `addr = "127.0.0.1:${gossipPort}"`,
+    '',
+    '[log]',
+    'format = "json"',
+    '',
+  ].join('\n')
+  // The same parser as the agent: a bad config fails here, with the key named.
+  const { config } = parseConfig(toml, dir, configPath)
+  if (config.db.synchronous !== synchronous) throw new Error('config parsed to another mode')
+  writeFileSync(configPath, toml)
+
+  const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR]
+  const child = spawn(process.execPath, [...profile, AGENT_BIN, 'agent', '-c', configPath], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  liveAgents.add(child)
+  const pid = child.pid
+  const exited = new Promise<void>((resolveExit) => {
+    child.once('exit', () => {
+      liveAgents.delete(child)
+      resolveExit()
+    })
+  })
+  // The last lines of output, for error messages; stdout is read to the end so it never blocks.
+  const tail: string[] = []
+  const remember = (text: string): void => {
+    tail.push(...text.split('\n').filter((l) => l !== ''))
+    tail.splice(0, Math.max(0, tail.length - 20))
+  }
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', remember)
+  let ready = false
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), AGENT_STOP_TIMEOUT_MS)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+  try {
+    const url = await new Promise<URL>((resolveUrl, reject) => {
+      let pending = ''
+      const timer = setTimeout(() => {
+        reject(new Error(`the agent did not start within ${AGENT_START_TIMEOUT_MS} ms`))
+      }, AGENT_START_TIMEOUT_MS)
+      child.once('error', (err) => {
+        clearTimeout(timer)
+        reject(err)
+      })
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        if (!ready) {
+          reject(
+            new Error(`the agent exited (${String(code ?? signal)}): ${tail.join('\n') || '-'}`),
+          )
+        } else {
+          // Exiting while the benchmark runs makes the next request fail; this says why.
+          clientProgress(`agent ${String(pid)} exited (${String(code ?? signal)})`)
+        }
+      })
+      child.stdout.on('data', (chunk: string) => {
+        remember(chunk)
+        if (ready) return
+        pending += chunk
+        const match = /API at (http:\/\/\S+)/.exec(pending)
+        if (match?.[1] !== undefined) {
+          ready = true
+          clearTimeout(timer)
+          pending = ''
+          resolveUrl(new URL(match[1]))
+        }
+      })
+    })
+    if (pid === undefined) throw new Error('the agent has no pid')
+    return { url, pid, dbPath, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
+/** HTTP over keep-alive connections to one agent: `sockets` at most. */
+export class HttpClient {
+  private readonly agent: http.Agent
+  private readonly url: URL
+
+  constructor(url: URL, sockets: number) {
+    this.url = url
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: sockets })
+  }
+
+  /** Posts a JSON body and hands every chunk of the answer to `onData`; resolves its status. */
+  stream(path: string, body: string, onData: (chunk: Buffer) => void): Promise<number> {
+    return new Promise((resolveStatus, reject) => {
+      const req = http.request(
+        {
+          host: this.url.hostname,
+          port: this.url.port,
+          path,
+          method: 'POST',
+          agent: this.agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          res.on('data', onData)
+          res.once('error', reject)
+          res.once('end', () => {
+            resolveStatus(res.statusCode ?? 0)
+          })
+        },
+      )
+      req.once('error', reject)
+      req.end(body)
+    })
+  }
+
+  /** Posts a JSON body; resolves the status and the whole answer as text. */
+  async post(path: string, body: string): Promise<{ status: number; text: string }> {
+    const chunks: Buffer[] = []
+    const status = await this.stream(path, body, (chunk) => chunks.push(chunk))
+    return { status, text: Buffer.concat(chunks).toString('utf8') }
+  }
+
+  /** Sockets open now (in use or idle). */
+  sockets(): number {
+    const count = (m: NodeJS.ReadOnlyDict<unknown[]>): number =>
+      Object.values(m).reduce((n, list) => n + (list?.length ?? 0), 0)
+    return count(this.agent.sockets) + count(this.agent.freeSockets)
+  }
+
+  close(): void {
+    this.agent.destroy()
+  }
+}
+
+/**
+ * Runs `file` as a load-generator process (its clientMain) with `job`, waits for it, and
+ * returns the JSON it printed last. Its progress lines (stderr) go straight to the terminal.
+ */
+export function runClientProcess(file: string, job: unknown): unknown {
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, file, CLIENT_FLAG, JSON.stringify(job)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      encoding: 'utf8',
+      maxBuffer: 64 * 2 ** 20,
+      timeout: CLIENT_TIMEOUT_MS,
+      killSignal: 'SIGTERM',
+    },
+  )
+  if (child.error !== undefined) throw child.error
+  if (child.status !== 0) {
+    throw new Error(`load generator ${file} failed (${String(child.status ?? child.signal)})`)
+  }
+  const last = child.stdout.trimEnd().split('\n').at(-1) ?? ''
+  return JSON.parse(last) as unknown
+}
+
+/**
+ * When this process is the load generator for `file` (runClientProcess), runs `measure` with
+ * the job and prints its result as one JSON line. An interrupted run stops its agents.
+ */
+export function clientMain(file: string, measure: (job: unknown) => Promise<unknown>): void {
+  const script = process.argv[1]
+  if (process.argv[2] !== CLIENT_FLAG || script === undefined || resolve(script) !== file) return
+  const stopAgents = (): void => {
+    for (const child of liveAgents) child.kill('SIGTERM')
+  }
+  process.once('exit', stopAgents)
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      stopAgents()
+      process.exit(130)
+    })
+  }
+  measure(JSON.parse(process.argv[3] ?? 'null')).then(
+    (result) => {
+      process.stdout.write(`${JSON.stringify(result)}\n`)
+    },
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+      process.exitCode = 1
+    },
+  )
+}
+
+// ------------------------------------------------------------------------------ measurement
+
+/** Latency percentiles (ms) and throughput of one timed run. */
+interface Run {
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly maxMs: number
+  readonly txPerS: number
+}
+
+interface HttpRun extends Run {
+  /** Median of the `time` the agent reports: its handler, from parsed body to reply. */
+  readonly handlerP50Ms: number
+  readonly sockets: number
+}
+
+interface Pass {
+  readonly synchronous: Synchronous
+  readonly repeat: number
+  readonly direct: Run
+  readonly directPragmas: Record<string, string>
+  readonly sequential: HttpRun
+  readonly concurrent: HttpRun
+  readonly loadAverage: string
+}
+
+interface WritesJob {
+  readonly dir: string
+}
+
+function summarize(latenciesMs: number[], totalMs: number): Run {
+  const sorted = latenciesMs.sort((a, b) => a - b)
+  return {
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: sorted.at(-1) ?? 0,
+    txPerS: (sorted.length / totalMs) * 1000,
+  }
+}
+
+/** Ids 1..WARMUP warm up, then SEQUENTIAL timed ones, then CONCURRENT ones (HTTP only). */
+const range = (from: number, count: number): number[] =>
+  Array.from({ length: count }, (_, i) => from + i)
+const WARMUP_IDS = range(1, WARMUP)
+const SEQUENTIAL_IDS = range(WARMUP + 1, SEQUENTIAL)
+const CONCURRENT_IDS = range(WARMUP + SEQUENTIAL + 1, CONCURRENT)
+
+/** The `/v1/transactions` body inserting localRow(id). */
+function insertBody(id: number): string {
+  const [, a, b, c, d] = localRow(id)
+  // c always has a fraction (.25 or .75), so JSON writes a decimal point: it binds as REAL.
+  const params = `[${id},${JSON.stringify(a)},${b},${c},${JSON.stringify(d)}]`
+  return `[[${JSON.stringify(INSERT_SQL)},${params}]]`
+}
+
+/** Sends one transaction; returns the handler time the agent reports (ms). */
+async function insertOverHttp(client: HttpClient, id: number): Promise<number> {
+  const { status, text } = await client.post('/v1/transactions', insertBody(id))
+  const answer = JSON.parse(text) as { version?: unknown; time?: unknown; error?: unknown }
+  if (status !== 200 || typeof answer.version !== 'number' || typeof answer.time !== 'number') {
+    throw new Error(`transaction ${id} answered ${status}: ${text}`)
+  }
+  return answer.time * 1000
+}
+
+function directPass(
+  path: string,
+  synchronous: Synchronous,
+): Run & { pragmas: Record<string, string> } {
+  const db = openDb(path, { synchronous })
+  try {
+    db.exec(TABLE_SQL)
+    const insert = db.prepare(INSERT_SQL)
+    const begin = db.prepare('BEGIN IMMEDIATE')
+    const commit = db.prepare('COMMIT')
+    const transaction = (id: number): void => {
+      begin.run()
+      if (insert.run(localRow(id)).changes !== 1) throw new Error(`insert ${id} changed nothing`)
+      commit.run()
+    }
+    for (const id of WARMUP_IDS) transaction(id)
+    const latencies: number[] = []
+    const start = performance.now()
+    for (const id of SEQUENTIAL_IDS) {
+      const t = performance.now()
+      transaction(id)
+      latencies.push(performance.now() - t)
+    }
+    const totalMs = performance.now() - start
+    return { ...summarize(latencies, totalMs), pragmas: pragmas(db) }
+  } finally {
+    db.close()
+    removeDb(path)
+  }
+}
+
+async function sequentialOverHttp(client: HttpClient): Promise<HttpRun> {
+  const latencies: number[] = []
+  const handler: number[] = []
+  const start = performance.now()
+  for (const id of SEQUENTIAL_IDS) {
+    const t = performance.now()
+    handler.push(await insertOverHttp(client, id))
+    latencies.push(performance.now() - t)
+  }
+  const totalMs = performance.now() - start
+  return {
+    ...summarize(latencies, totalMs),
+    handlerP50Ms: percentile(
+      handler.sort((a, b) => a - b),
+      0.5,
+    ),
+    sockets: client.sockets(),
+  }
+}
+
+/** CLIENTS loops, each sending its next transaction when its previous one has answered. */
+async function concurrentOverHttp(client: HttpClient): Promise<HttpRun> {
+  const latencies: number[] = []
+  const handler: number[] = []
+  let next = 0
+  let sockets = 0
+  const loop = async (): Promise<void> => {
+    while (next < CONCURRENT_IDS.length) {
+      const id = CONCURRENT_IDS[next++] as number
+      const t = performance.now()
+      handler.push(await insertOverHttp(client, id))
+      latencies.push(performance.now() - t)
+      sockets = Math.max(sockets, client.sockets())
+    }
+  }
+  const start = performance.now()
+  await Promise.all(Array.from({ length: CLIENTS }, loop))
+  const totalMs = performance.now() - start
+  return {
+    ...summarize(latencies, totalMs),
+    handlerP50Ms: percentile(
+      handler.sort((a, b) => a - b),
+      0.5,
+    ),
+    sockets,
+  }
+}
+
+async function httpPass(
+  dir: string,
+  synchronous: Synchronous,
+): Promise<{ sequential: HttpRun; concurrent: HttpRun }> {
+  const agent = await startAgentProcess(dir, synchronous)
+  try {
+    const single = new HttpClient(agent.url, 1)
+    let sequential: HttpRun
+    try {
+      for (const id of WARMUP_IDS) await insertOverHttp(single, id)
+      sequential = await sequentialOverHttp(single)
+    } finally {
+      single.close()
+    }
+    const many = new HttpClient(agent.url, CLIENTS)
+    try {
+      const concurrent = await concurrentOverHttp(many)
+      return { sequential, concurrent }
+    } finally {
+      many.close()
+    }
+  } finally {
+    await agent.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** The load-generator process: every repeat of both modes, direct then HTTP, back to back. */
+async function measure(job: unknown): Promise<Pass[]> {
+  const { dir } = job as WritesJob
+  const passes: Pass[] = []
+  for (let r = 0; r < REPEATS; r++) {
+    for (const synchronous of MODES) {
+      const direct = directPass(join(dir, `http-writes-direct-${synchronous}-${r}.db`), synchronous)
+      const { sequential, concurrent } = await httpPass(
+        join(dir, `http-writes-agent-${synchronous}-${r}`),
+        synchronous,
+      )
+      const { pragmas: directPragmas, ...directRun } = direct
+      passes.push({
+        synchronous,
+        repeat: r,
+        direct: directRun,
+        directPragmas,
+        sequential,
+        concurrent,
+        loadAverage: loadAverage(),
+      })
+      const ms = (n: number): string => n.toFixed(3)
+      clientProgress(
+        `http-writes ${r + 1}/${REPEATS} synchronous=${synchronous}: ` +
+          `direct p50 ${ms(direct.p50Ms)} ms ${fmtInt(direct.txPerS)} tx/s; ` +
+          `HTTP 1 client p50 ${ms(sequential.p50Ms)} ms ${fmtInt(sequential.txPerS)} tx/s; ` +
+          `${CLIENTS} clients p50 ${ms(concurrent.p50Ms)} ms ${fmtInt(concurrent.txPerS)} tx/s ` +
+          `(load ${loadAverage()})`,
+      )
+    }
+  }
+  return passes
+}
+
+// ------------------------------------------------------------------------------ report
+
+interface ModeFigures {
+  readonly synchronous: Synchronous
+  readonly direct: Record<keyof Run, Stats>
+  readonly sequential: Record<keyof HttpRun, Stats>
+  readonly concurrent: Record<keyof HttpRun, Stats>
+  readonly sequentialP50Ratio: Stats
+  readonly sequentialRateRatio: Stats
+  readonly concurrentRateRatio: Stats
+}
+
+function statsOf<T extends object>(runs: readonly T[]): Record<keyof T, Stats> {
+  const first = runs[0]
+  if (first === undefined) throw new Error('no runs')
+  const out = {} as Record<keyof T, Stats>
+  for (const key of Object.keys(first) as (keyof T)[]) {
+    out[key] = stats(runs.map((run) => run[key] as number))
+  }
+  return out
+}
+
+function figures(passes: readonly Pass[], synchronous: Synchronous): ModeFigures {
+  const mine = passes.filter((p) => p.synchronous === synchronous)
+  const direct = mine.map((p) => p.direct)
+  const sequential = mine.map((p) => p.sequential)
+  const concurrent = mine.map((p) => p.concurrent)
+  const pick = (runs: readonly Run[], key: keyof Run): number[] => runs.map((run) => run[key])
+  return {
+    synchronous,
+    direct: statsOf(direct),
+    sequential: statsOf(sequential),
+    concurrent: statsOf(concurrent),
+    sequentialP50Ratio: pairedRatios(pick(sequential, 'p50Ms'), pick(direct, 'p50Ms')),
+    sequentialRateRatio: pairedRatios(pick(sequential, 'txPerS'), pick(direct, 'txPerS')),
+    concurrentRateRatio: pairedRatios(pick(concurrent, 'txPerS'), pick(direct, 'txPerS')),
+  }
+}
+
+function run(ctx: BenchContext): BenchReport {
+  const job: WritesJob = { dir: ctx.dir }
+  const passes = runClientProcess(FILE, job) as Pass[]
+  const modes = MODES.map((m) => figures(passes, m))
+  const latency = (s: Stats): string => fmtMs(s)
+  const sequentialRows = modes.flatMap((m) => [
+    [
+      `direct, synchronous=${m.synchronous}`,
+      latency(m.direct.p50Ms),
+      latency(m.direct.p99Ms),
+      latency(m.direct.maxMs),
+      fmtStats(m.direct.txPerS),
+      '',
+      '',
+      '',
+    ],
+    [
+      `HTTP, synchronous=${m.synchronous}`,
+      latency(m.sequential.p50Ms),
+      latency(m.sequential.p99Ms),
+      latency(m.sequential.maxMs),
+      fmtStats(m.sequential.txPerS),
+      latency(m.sequential.handlerP50Ms),
+      fmtRatio(m.sequentialP50Ratio),
+      fmtRatio(m.sequentialRateRatio),
+    ],
+  ])
+  const sequentialTable: ResultTable = {
+    title: 'HTTP writes, one client: single-statement transactions, sequential',
+    headers: [
+      'path',
+      'p50 ms',
+      'p99 ms',
+      'max ms',
+      'tx/s',
+      'handler p50 ms',
+      'p50 HTTP/direct',
+      'tx/s HTTP/direct',
+    ],
+    rows: sequentialRows,
+    notes: [
+      `${fmtInt(SEQUENTIAL)} transactions of one INSERT each, after ${fmtInt(WARMUP)} untimed ones; latency per transaction.`,
+      'HTTP: POST /v1/transactions [["INSERT INTO t ... VALUES (?, ?, ?, ?, ?)", [...]]] over one',
+      'keep-alive connection (node:http), to an agent in its own process (packages/agent/bin/patina.js,',
+      'compiled dist/); the load generator is another process. handler: the `time` the agent reports.',
+      'direct: the same INSERT through better-sqlite3 on a plain table (openDb, same synchronous),',
+      'BEGIN IMMEDIATE / run / COMMIT per transaction, in the load-generator process.',
+      'ratios: per repeat (direct then HTTP, fresh files each), median [min-max].',
+    ],
+  }
+  const concurrentTable: ResultTable = {
+    title: `HTTP writes, ${CLIENTS} concurrent clients: single-statement transactions`,
+    headers: [
+      'synchronous',
+      'tx/s',
+      'p50 ms',
+      'p99 ms',
+      'max ms',
+      'handler p50 ms',
+      'tx/s HTTP/direct',
+    ],
+    rows: modes.map((m) => [
+      m.synchronous,
+      fmtStats(m.concurrent.txPerS),
+      latency(m.concurrent.p50Ms),
+      latency(m.concurrent.p99Ms),
+      latency(m.concurrent.maxMs),
+      latency(m.concurrent.handlerP50Ms),
+      fmtRatio(m.concurrentRateRatio),
+    ]),
+    notes: [
+      `${fmtInt(CONCURRENT)} transactions from ${CLIENTS} loops, each on its own keep-alive connection`,
+      `(max sockets open: ${fmtStats(stats(passes.map((p) => p.concurrent.sockets)))}), each sending its next`,
+      'request when the previous one has answered; the same agent, right after the one-client run.',
+      'tx/s HTTP/direct: against the direct sequential rate of the same repeat and mode (SQLite has',
+      'one writer, so the direct rate is the ceiling for any number of clients).',
+    ],
+  }
+  const normal = modes.find((m) => m.synchronous === 'normal')
+  const summary: SummaryLine[] = modes.flatMap((m): SummaryLine[] => [
+    {
+      metric: `HTTP 1-statement tx p50, 1 client, ${m.synchronous}`,
+      value: `${m.sequential.p50Ms.median.toFixed(3)} ms (direct ${m.direct.p50Ms.median.toFixed(3)} ms)`,
+      ...(m === normal
+        ? { goal: `< ${GOAL_P50_MS} ms`, met: m.sequential.p50Ms.median < GOAL_P50_MS }
+        : {}),
+    },
+    {
+      metric: `HTTP tx/s, 1 client, ${m.synchronous}`,
+      value: `${fmtInt(m.sequential.txPerS.median)} (${m.sequentialRateRatio.median.toFixed(2)} of direct)`,
+    },
+    {
+      metric: `HTTP tx/s, ${CLIENTS} clients, ${m.synchronous}`,
+      value: `${fmtInt(m.concurrent.txPerS.median)} (${m.concurrentRateRatio.median.toFixed(2)} of direct)`,
+    },
+  ])
+  const goalNote =
+    normal === undefined
+      ? []
+      : [
+          `goal (issue): single-statement transaction p50 < ${GOAL_P50_MS} ms on loopback, synchronous=normal: ` +
+            `${normal.sequential.p50Ms.median.toFixed(3)} ms, ${normal.sequential.p50Ms.median < GOAL_P50_MS ? 'met' : 'NOT met'}`,
+        ]
+  return {
+    tables: [
+      { ...sequentialTable, notes: [...(sequentialTable.notes ?? []), ...goalNote] },
+      concurrentTable,
+    ],
+    summary,
+    data: {
+      sequential: SEQUENTIAL,
+      concurrent: CONCURRENT,
+      clients: CLIENTS,
+      warmup: WARMUP,
+      goalP50Ms: GOAL_P50_MS,
+      modes,
+      passes,
+    },
+  }
+}
+
+export const httpWrites: BenchModule = {
+  name: 'http-writes',
+  title: 'HTTP write latency and throughput',
+  run,
+}
+
+clientMain(FILE, measure)
