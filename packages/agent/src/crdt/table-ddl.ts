@@ -88,8 +88,17 @@ function changed(col: string): string {
  */
 function captureInsert(t: CrrTable, rec: string): string[] {
   const clock = q(clockTable(t.name))
+  // A key without a clock row gets all its stamps in this statement's version: count them in the
+  // version index here (cheaper than a trigger on the clock table); an existing clock row is
+  // updated instead, and the clock table's update trigger moves its stamps.
+  const freshIndex =
+    `INSERT INTO ${q(versionIndexTable(t.name))} (__site, __dbv, ${pkList(t)}, __refs) ` +
+    `SELECT 0, ${DBV}, ${pkList(t, rec + '.')}, ${Math.max(t.cols.length, 1)} ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${clock} WHERE ${pkMatch(t, rec)}) ` +
+    `ON CONFLICT DO UPDATE SET __refs = __refs + excluded.__refs`
   if (t.cols.length === 0) {
     return [
+      freshIndex,
       `UPDATE ${clock} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, __cq = ${SEQ} ` +
         `WHERE ${pkMatch(t, rec)} AND __cl % 2 = 0`,
       `INSERT INTO ${clock} (${pkList(t)}, __cl, __cs, __cd, __cq) ` +
@@ -121,6 +130,7 @@ function captureInsert(t: CrrTable, rec: string): string[] {
     }),
   ].join(', ')
   return [
+    freshIndex,
     `INSERT INTO ${clock} (${pkList(t)}, __cl, ${names.map(q).join(', ')}) ` +
       `SELECT ${pkList(t, rec + '.')}, 1, ${values} ` +
       `FROM (SELECT ${DBV} AS d, patina_seqs(${t.cols.length}) AS s) AS x WHERE true ` +
@@ -228,14 +238,6 @@ function versionIndexTriggers(t: CrrTable): string[] {
     `DELETE FROM ${vidx} WHERE OLD.${s.dbv} IS NOT NULL AND ${slotChanged(s)} AND ` +
     `${key('OLD', s)} AND __refs <= 0`
 
-  // Insert: the first slot counts every slot stamped like it (one write for a whole new row);
-  // each other slot adds itself only when its stamp differs from the first slot's.
-  const anchor = slots[0] as Slot
-  const anchorRefs = slots.map((s) => same('NEW', s, 'NEW', anchor)).join(' + ')
-  const onInsert = [
-    increment('NEW', anchor, anchorRefs, '1'),
-    ...slots.slice(1).map((s) => increment('NEW', s, '1', `NOT ${same('NEW', s, 'NEW', anchor)}`)),
-  ]
   const onUpdate = [
     ...slots.flatMap(decrement),
     ...slots.map((s) => increment('NEW', s, '1', slotChanged(s))),
@@ -246,7 +248,6 @@ function versionIndexTriggers(t: CrrTable): string[] {
     `DELETE FROM ${vidx} WHERE OLD.${s.dbv} IS NOT NULL AND ${key('OLD', s)} AND __refs <= 0`,
   ])
   return [
-    trigger(triggerName(t.name, 'clock_ins'), `AFTER INSERT ON ${clock}`, CAPTURING, onInsert),
     trigger(triggerName(t.name, 'clock_upd'), `AFTER UPDATE ON ${clock}`, CAPTURING, onUpdate),
     trigger(triggerName(t.name, 'clock_del'), `AFTER DELETE ON ${clock}`, CAPTURING, onDelete),
   ]
