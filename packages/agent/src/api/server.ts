@@ -237,6 +237,9 @@ export function buildApi(deps: ApiDeps) {
           .header('retry-after', String(API_RETRY_AFTER_S))
           .send({ error: errorMessage(err) })
       }
+      if (code === 'TIMEOUT') {
+        return reply.code(408).send({ error: errorMessage(err) })
+      }
       return reply.code(isAgentFault(err) ? 500 : 400).send({ error: errorMessage(err) })
     }
     reply.raw.once('close', () => {
