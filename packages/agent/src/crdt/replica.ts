@@ -135,6 +135,14 @@ export class Replica {
   private readonly trackGaps: boolean
   private readonly guard: StatementGuard
   private readonly changesStmt: Database.Statement
+  private readonly stmts: {
+    readonly setHead: Database.Statement
+    readonly clearGaps: Database.Statement
+    readonly addGap: Database.Statement
+  }
+  private readonly runWrite: Database.Transaction<
+    (statements: readonly Statement[]) => TransactionResult
+  >
 
   private constructor(db: Database.Database, options: ReplicaOptions) {
     this.db = db
@@ -156,6 +164,15 @@ export class Replica {
         db.prepare('INSERT INTO __patina_sites (ordinal, site_id) VALUES (0, ?)').run(id)
       }
     }).immediate()
+    this.stmts = {
+      setHead: db.prepare(
+        'INSERT INTO __patina_heads (site, head) VALUES (?, ?) ' +
+          'ON CONFLICT (site) DO UPDATE SET head = excluded.head',
+      ),
+      clearGaps: db.prepare('DELETE FROM __patina_gaps WHERE site = ?'),
+      addGap: db.prepare('INSERT INTO __patina_gaps (site, start_v, end_v) VALUES (?, ?, ?)'),
+    }
+    this.runWrite = db.transaction((statements: readonly Statement[]) => this.write(statements))
     this.loadSites()
     this.siteId = this.siteIds[0] as Uint8Array
     this.regenerateTriggers()
@@ -283,17 +300,9 @@ export class Replica {
 
   private persistOrigin(site: number): void {
     const origin = this.origin(site)
-    this.db
-      .prepare(
-        'INSERT INTO __patina_heads (site, head) VALUES (?, ?) ' +
-          'ON CONFLICT (site) DO UPDATE SET head = excluded.head',
-      )
-      .run(site, origin.head)
-    this.db.prepare('DELETE FROM __patina_gaps WHERE site = ?').run(site)
-    const insert = this.db.prepare(
-      'INSERT INTO __patina_gaps (site, start_v, end_v) VALUES (?, ?, ?)',
-    )
-    for (const [start, end] of origin.gaps) insert.run(site, start, end)
+    this.stmts.setHead.run(site, origin.head)
+    this.stmts.clearGaps.run(site)
+    for (const [start, end] of origin.gaps) this.stmts.addGap.run(site, start, end)
   }
 
   /** The local ordinal of a site id, registering it when `create` is set. */
@@ -394,44 +403,40 @@ export class Replica {
    */
   transaction(statements: readonly Statement[]): TransactionResult {
     assert.equal(this.mode, 'idle', 'transactions do not nest')
-    const self = this.origin(0)
-    const run = this.db.transaction((): TransactionResult => {
-      this.mode = 'capture'
-      this.pendingVersion = self.head + 1
-      this.seq = 0
-      const results = statements.map((s): StatementResult => {
-        const started = performance.now()
-        const args = s.params === undefined ? [] : [s.params]
-        const stmt = this.prepareUser(s.sql, args)
-        let rowsAffected: number
-        if (stmt.reader) {
-          // A SELECT, or a write with RETURNING (its rows are not returned, as in Corrosion).
-          stmt.all(...args)
-          rowsAffected = stmt.readonly ? 0 : (this.changesStmt.get() as number)
-        } else {
-          rowsAffected = stmt.run(...args).changes
-        }
-        return { rowsAffected, timeS: (performance.now() - started) / 1000 }
-      })
-      let version: number | null = null
-      if (this.seq > 0) {
-        version = this.pendingVersion
-        this.db
-          .prepare(
-            'INSERT INTO __patina_heads (site, head) VALUES (0, ?) ' +
-              'ON CONFLICT (site) DO UPDATE SET head = excluded.head',
-          )
-          .run(version)
-      }
-      return { results, version }
-    })
     try {
-      const result = run.immediate()
-      if (result.version !== null) self.head = result.version
+      const result = this.runWrite.immediate(statements)
+      if (result.version !== null) this.origin(0).head = result.version
       return result
     } finally {
       this.mode = 'idle'
     }
+  }
+
+  /** The body of a local write transaction (runs inside BEGIN IMMEDIATE). */
+  private write(statements: readonly Statement[]): TransactionResult {
+    this.mode = 'capture'
+    this.pendingVersion = this.origin(0).head + 1
+    this.seq = 0
+    const results = statements.map((s): StatementResult => {
+      const started = performance.now()
+      const args = s.params === undefined ? [] : [s.params]
+      const stmt = this.prepareUser(s.sql, args)
+      let rowsAffected: number
+      if (stmt.reader) {
+        // A SELECT, or a write with RETURNING (its rows are not returned, as in Corrosion).
+        stmt.all(...args)
+        rowsAffected = stmt.readonly ? 0 : (this.changesStmt.get() as number)
+      } else {
+        rowsAffected = stmt.run(...args).changes
+      }
+      return { rowsAffected, timeS: (performance.now() - started) / 1000 }
+    })
+    let version: number | null = null
+    if (this.seq > 0) {
+      version = this.pendingVersion
+      this.stmts.setHead.run(0, version)
+    }
+    return { results, version }
   }
 
   /** Runs a read-only query on the writer connection (tests and tools; the API has readers). */
