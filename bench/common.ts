@@ -80,7 +80,7 @@ export interface BenchModule {
   /** Short name, matched by the filter argument and used for bench/results/<name>.json. */
   readonly name: string
   readonly title: string
-  run(ctx: BenchContext): BenchReport
+  run(ctx: BenchContext): BenchReport | Promise<BenchReport>
 }
 
 // ------------------------------------------------------------------------------ statistics

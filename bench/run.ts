@@ -31,6 +31,7 @@ import { engineWrites } from './engine-writes.ts'
 import { buildFixture } from './fixture.ts'
 import { httpQueries } from './http-queries.ts'
 import { httpWrites } from './http-writes.ts'
+import { measureMembership } from './membership-sim.ts'
 
 /** Every benchmark module, in run order. Later benchmarks (HTTP, cluster) are added here. */
 const MODULES: readonly BenchModule[] = [
@@ -40,6 +41,14 @@ const MODULES: readonly BenchModule[] = [
   engineSize,
   httpWrites,
   httpQueries,
+  {
+    name: 'membership-sim',
+    title: 'SWIM + Lifeguard in the simulator: full view, crash detection, false positives',
+    run: async (ctx) =>
+      measureMembership((line) => {
+        ctx.progress(line)
+      }),
+  },
 ]
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url))
@@ -150,7 +159,7 @@ function summaryTable(lines: readonly { module: string; line: SummaryLine }[]): 
   }
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const filters = process.argv.slice(2).filter((a) => a !== '--')
   const selected = MODULES.filter(
     (m) => filters.length === 0 || filters.some((f) => m.name.includes(f)),
@@ -191,7 +200,7 @@ function main(): number {
       out(`=== ${module.name}: ${module.title}\n`)
       const loadBefore = load()
       const moduleStart = performance.now()
-      const report = module.run(ctx)
+      const report = await module.run(ctx)
       const seconds = (performance.now() - moduleStart) / 1000
       for (const table of report.tables) out(`${renderTable(table)}\n`)
       const loadAfter = load()
@@ -225,4 +234,4 @@ function main(): number {
   }
 }
 
-process.exitCode = main()
+process.exitCode = await main()

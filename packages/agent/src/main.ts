@@ -10,10 +10,12 @@ import { Gauge } from 'prom-client'
 import type { Logger } from 'pino'
 import { adminRequest, startAdminServer } from './admin/admin-server.ts'
 import { buildApi, type Api } from './api/server.ts'
-import { SHUTDOWN_GRACE_MS } from './config/defaults.ts'
+import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
 import { Replica, siteIdHex } from './crdt/replica.ts'
+import { startMembership, type Membership } from './membership/agent-membership.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
+import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import type { SchemaPlan } from './schema/model.ts'
 import { loadSchemaFiles } from './schema/parse-schema.ts'
 import { ReaderPool } from './store/reader-pool.ts'
@@ -23,6 +25,7 @@ export interface Agent {
   /** Base URLs of the HTTP API, e.g. `http://127.0.0.1:8080`. */
   readonly apiUrls: readonly string[]
   readonly metrics: AgentMetrics
+  readonly membership: Membership
   /** Re-reads the schema files and applies what changed (additions only). */
   reload(): SchemaPlan
   stop(): Promise<void>
@@ -113,9 +116,32 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     const metrics = createAgentMetrics()
     registerStoreMetrics(metrics, replica, config.db.path)
 
+    const membership = await startMembership(
+      {
+        addr: config.gossip.addr,
+        bootstrap: config.gossip.bootstrap,
+        clusterId: config.gossip.clusterId,
+        profile: config.gossip.profile,
+        actorId: siteIdHex(replica.siteId),
+        epoch: Date.now(),
+        leaveTimeoutMs: MEMBERSHIP_LEAVE_TIMEOUT_MS,
+      },
+      logger,
+    )
+    cleanups.push(() => membership.stop())
+    registerMembershipMetrics(metrics.registry, membership)
+
     const apiUrls: string[] = []
     for (const addr of config.api.addrs) {
-      const api = buildApi({ replica, readers, config, metrics, logger })
+      const api = buildApi({
+        replica,
+        readers,
+        config,
+        metrics,
+        logger,
+        members: () => membership.members(),
+        health: () => ({ members: membership.memberCounts().alive, p99LagS: 0, queueSize: 0 }),
+      })
       // Stop accepting, let in-flight requests finish, but not forever.
       cleanups.push(() =>
         Promise.race([
@@ -163,10 +189,15 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     )
 
     log.info(
-      { actor_id: siteIdHex(replica.siteId), api: apiUrls, db: config.db.path },
+      {
+        actor_id: siteIdHex(replica.siteId),
+        api: apiUrls,
+        gossip: membership.addr,
+        db: config.db.path,
+      },
       'agent started',
     )
-    return { replica, apiUrls, metrics, reload, stop }
+    return { replica, apiUrls, metrics, membership, reload, stop }
   } catch (err) {
     await stop()
     throw err

@@ -13,6 +13,7 @@ import { API_RETRY_AFTER_S } from '../config/defaults.ts'
 import { q } from '../crdt/names.ts'
 import { siteIdHex, type Params, type Replica } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
+import type { MemberInfo } from '../membership/member.ts'
 import type { AgentMetrics } from '../metrics/agent-metrics.ts'
 import { encodeRow, JsonBodyError, parseJson, stringify, type JsonValue } from './json.ts'
 import { StatementShapeError, toStatement, toStatements } from './statements.ts'
@@ -39,6 +40,8 @@ export interface ApiDeps {
   readonly logger: Logger
   /** Health figures the API cannot compute itself (members, lag, queues: cluster issues). */
   readonly health?: () => { members: number; p99LagS: number; queueSize: number }
+  /** Every known member, self included (`GET /v1/members`); default: self alone, alive. */
+  readonly members?: () => readonly MemberInfo[]
 }
 
 /** Routes and their methods, to tell 404 (no such path) from 405 (wrong method). */
@@ -47,6 +50,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/queries': ['POST'],
   '/v1/health': ['GET'],
   '/v1/table_stats': ['POST'],
+  '/v1/members': ['GET'],
   '/metrics': ['GET'],
 }
 
@@ -299,6 +303,28 @@ export function buildApi(deps: ApiDeps) {
       return reply.code(503).send({ error: `unhealthy: ${failed.join(', ')}`, response })
     }
     return reply.send({ response })
+  })
+
+  app.get('/v1/members', async (_req, reply) => {
+    const members: readonly MemberInfo[] = deps.members?.() ?? [
+      {
+        actorId: siteIdHex(replica.siteId),
+        addr: config.gossip.addr,
+        state: 'alive',
+        incarnation: 0,
+        epoch: 0,
+        rttMs: null,
+      },
+    ]
+    return reply.send(
+      members.map((m) => ({
+        actor_id: m.actorId,
+        addr: m.addr,
+        state: m.state,
+        incarnation: m.incarnation,
+        rtt_ms: m.rttMs,
+      })),
+    )
   })
 
   app.post('/v1/table_stats', async (req, reply) => {

@@ -3,6 +3,7 @@
  * mean what they say) until SIGTERM or SIGINT, then shuts down cleanly.
  */
 import { Command } from 'commander'
+import type { Logger } from 'pino'
 import { loadConfig } from '../config/load-config.ts'
 import { createLogger } from '../log.ts'
 import { startAgent } from '../main.ts'
@@ -34,15 +35,21 @@ export async function runAgentUntilSignal(
   }
   const agent = await startAgent(config, logger)
   for (const url of agent.apiUrls) process.stdout.write(`patina agent: API at ${url}\n`)
-  await new Promise<void>((resolve) => {
+  await waitForSignal(logger)
+  await agent.stop()
+  logger.info('agent stopped')
+}
+
+/** Resolves on the first SIGTERM or SIGINT (then no longer listens for them). */
+export function waitForSignal(logger: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       logger.info({ signal }, 'shutting down')
       process.off('SIGTERM', onSignal)
       process.off('SIGINT', onSignal)
-      void agent.stop().then(resolve)
+      resolve()
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
   })
-  logger.info('agent stopped')
 }

@@ -9,13 +9,21 @@ export async function postJson(
   body: JsonValue,
   headers: Record<string, string>,
 ): Promise<Response> {
+  return request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: writeTyped(body),
+  })
+}
+
+export async function getJson(url: string, headers: Record<string, string>): Promise<Response> {
+  return request(url, { method: 'GET', headers: { accept: 'application/json', ...headers } })
+}
+
+async function request(url: string, init: RequestInit): Promise<Response> {
   let res: Response
   try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body: writeTyped(body),
-    })
+    res = await fetch(url, init)
   } catch (err) {
     const cause = (err as { cause?: { message?: string } }).cause?.message
     throw new CliError(`cannot reach the agent at ${url}: ${cause ?? (err as Error).message}`)

@@ -5,6 +5,7 @@
 import { Command } from 'commander'
 import { PATINA_VERSION } from '../version.ts'
 import { agentCommand } from './agent.ts'
+import { clusterCommand } from './cluster.ts'
 import { demoCommand } from './demo.ts'
 import { devCommand } from './dev.ts'
 import { execCommand } from './exec.ts'
@@ -26,6 +27,7 @@ for (const command of [
   devCommand(),
   execCommand(),
   queryCommand(),
+  clusterCommand(),
   reloadCommand(),
   demoCommand(),
 ]) {

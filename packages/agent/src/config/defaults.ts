@@ -5,8 +5,12 @@
 
 /** `[api] addr`: where the HTTP API listens. */
 export const DEFAULT_API_ADDR = '127.0.0.1:8080'
-/** `[gossip] addr`: where the agent will listen for peers (cluster issues). */
+/** `[gossip] addr`: where the agent listens for peers (UDP for SWIM, TCP for push-pull). */
 export const DEFAULT_GOSSIP_ADDR = '127.0.0.1:8787'
+/** `[gossip] cluster_id`: u16; packets of other cluster ids are dropped. */
+export const DEFAULT_CLUSTER_ID = 0
+/** On shutdown: how long the graceful leave (gossiping "left") may take before we stop anyway. */
+export const MEMBERSHIP_LEAVE_TIMEOUT_MS = 2000
 
 /** `[api] max_body_bytes`: larger request bodies are refused with 413. */
 export const API_BODY_BYTES_MAX = 16 * 1024 * 1024

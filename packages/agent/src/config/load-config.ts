@@ -15,6 +15,7 @@ import {
   API_STATEMENTS_MAX,
   DB_READER_THREADS,
   DEFAULT_API_ADDR,
+  DEFAULT_CLUSTER_ID,
   DEFAULT_GOSSIP_ADDR,
 } from './defaults.ts'
 
@@ -43,6 +44,10 @@ export interface Config {
     readonly addr: string
     readonly bootstrap: readonly string[]
     readonly plaintext: boolean
+    /** u16; agents only talk to agents of the same cluster id. */
+    readonly clusterId: number
+    /** Membership timing profile: memberlist's LAN or WAN numbers. */
+    readonly profile: 'lan' | 'wan'
   }
   readonly admin: { readonly path: string }
   readonly telemetry: { readonly prometheusAddr: string | null }
@@ -120,8 +125,16 @@ const schema = z.strictObject({
       addr: hostPort.default(DEFAULT_GOSSIP_ADDR),
       bootstrap: z.array(hostPort).default([]),
       plaintext: z.boolean().default(false),
+      cluster_id: z.number().int().min(0).max(0xffff).default(DEFAULT_CLUSTER_ID),
+      profile: z.enum(['lan', 'wan']).default('lan'),
     })
-    .default({ addr: DEFAULT_GOSSIP_ADDR, bootstrap: [], plaintext: false }),
+    .default({
+      addr: DEFAULT_GOSSIP_ADDR,
+      bootstrap: [],
+      plaintext: false,
+      cluster_id: DEFAULT_CLUSTER_ID,
+      profile: 'lan',
+    }),
   admin: z.strictObject({ path: z.string().min(1).optional() }).optional(),
   telemetry: z
     .strictObject({ prometheus: z.strictObject({ addr: hostPort }).optional() })
@@ -209,7 +222,13 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
       maxStatements: c.api.max_statements,
       queryTimeoutMs: c.api.query_timeout_ms,
     },
-    gossip: { addr: c.gossip.addr, bootstrap: c.gossip.bootstrap, plaintext: c.gossip.plaintext },
+    gossip: {
+      addr: c.gossip.addr,
+      bootstrap: c.gossip.bootstrap,
+      plaintext: c.gossip.plaintext,
+      clusterId: c.gossip.cluster_id,
+      profile: c.gossip.profile,
+    },
     admin: { path: abs(c.admin?.path ?? join(dirname(dbPath), 'admin.sock')) },
     telemetry: { prometheusAddr: c.telemetry?.prometheus?.addr ?? null },
     log: { format: c.log.format, colors: c.log.colors },

@@ -2,7 +2,8 @@
  * Goal: GET /v1/health answers Corrosion's shape and honours its thresholds (200 within them,
  * 503 beyond, 400 for a threshold that is not a number); POST /v1/table_stats counts the rows of
  * replicated tables and lists the names that are not one (internal tables included); GET
- * /metrics serves Prometheus text with the API's counters and caps.
+ * /metrics serves Prometheus text with the API's counters and caps; GET /v1/members without a
+ * membership callback lists the agent itself, alive.
  *
  * Method: one in-process API (harness.ts) driven with inject(). Gaps are made without a peer:
  * an empty changeset for version 3 of a made-up origin leaves versions 1..2 of that origin
@@ -11,6 +12,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { siteIdHex } from '../../src/crdt/replica.ts'
 import { inject, openApi, postJson, postText, tx, type ApiHarness } from './harness.ts'
 
 let h: ApiHarness
@@ -68,6 +70,29 @@ describe('api - health', () => {
       assert.equal(typeof body.error, 'string')
       assert.ok(String(body.error).includes(name), `${url}: ${String(body.error)}`)
     }
+  })
+})
+
+describe('api - members', () => {
+  it('api - members without membership lists this agent alone, alive', async () => {
+    const res = await get('/v1/members')
+    assert.equal(res.statusCode, 200)
+    assert.match(String(res.headers['content-type']), /^application\/json/)
+    assert.deepEqual(res.json(), [
+      {
+        actor_id: siteIdHex(h.replica.siteId),
+        addr: h.config.gossip.addr,
+        state: 'alive',
+        incarnation: 0,
+        rtt_ms: null,
+      },
+    ])
+  })
+
+  it('api - members answers 405 to POST', async () => {
+    const res = await inject(h, { method: 'POST', url: '/v1/members' })
+    assert.equal(res.statusCode, 405)
+    assert.equal(res.headers.allow, 'GET')
   })
 })
 

@@ -168,6 +168,8 @@ before(async () => {
       'schema_paths = ["schema.sql"]',
       '[api]',
       `addr = "127.0.0.1:${port}"`,
+      '[gossip]',
+      'addr = "127.0.0.1:0"',
       '',
     ].join('\n'),
   )

@@ -1,0 +1,187 @@
+/**
+ * Membership as the agent runs it: a `Swim` on a real UDP socket (`[gossip] addr`) and a TCP
+ * listener on the same host:port for push-pull exchanges. The only membership module that does
+ * I/O.
+ *
+ * Stream protocol: the first frame of a connection is one byte of stream kind followed by the
+ * payload. For `STREAM_PUSH_PULL` the listener answers with one frame (the bytes of
+ * `swim.handlePushPull`, without a kind byte) and closes; anything else is closed unanswered.
+ *
+ * Stopping: `leave()` (gossips "left", bounded by `leaveTimeoutMs`), `stop()`, then the
+ * transports close.
+ */
+import type { Logger } from 'pino'
+import { parseAddr } from '../transport/address.ts'
+import { UdpTransport, type DatagramStats } from '../transport/datagram.ts'
+import { TcpStreamTransport, type StreamListener, type StreamStats } from '../transport/stream.ts'
+import { systemClock, systemRandom } from './components.ts'
+import { LAN_PROFILE, WAN_PROFILE } from './defaults.ts'
+import type { MemberInfo, MemberState } from './member.ts'
+import { Swim, type SwimStats } from './swim.ts'
+
+/** First byte of a stream's first frame: what the connection is for. */
+export const STREAM_PUSH_PULL = 1
+
+/** Attempts at binding UDP and TCP on the same free port when the configured port is 0. */
+const PORT_ZERO_ATTEMPTS = 8
+
+export interface MembershipConfig {
+  /** `host:port` to bind; port 0 picks a free port (the same for UDP and TCP). */
+  readonly addr: string
+  readonly bootstrap: readonly string[]
+  readonly clusterId: number
+  readonly profile: 'lan' | 'wan'
+  /** 32 lowercase hex digits. */
+  readonly actorId: string
+  /** Larger than any earlier life's: the start time in ms. */
+  readonly epoch: number
+  /** How long `stop()` lets the graceful leave run before stopping anyway. */
+  readonly leaveTimeoutMs: number
+}
+
+export interface Membership {
+  /** The bound gossip address, as other members reach it. */
+  readonly addr: string
+  readonly swim: Swim
+  members(): MemberInfo[]
+  memberCounts(): Readonly<Record<MemberState, number>>
+  stats(): SwimStats
+  udpStats(): DatagramStats
+  streamStats(): StreamStats
+  /** Leaves (bounded), stops the Swim, closes the sockets. Idempotent. */
+  stop(): Promise<void>
+}
+
+function tagged(kind: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(payload.length + 1)
+  out[0] = kind
+  out.set(payload, 1)
+  return out
+}
+
+/** Hosts that mean "every interface": fine to bind, but not an address peers can reach. */
+function isUnspecified(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || /^[0:]+$/.test(host)
+}
+
+async function bindBoth(
+  addr: string,
+  streams: TcpStreamTransport,
+  onConnection: Parameters<TcpStreamTransport['listen']>[1],
+): Promise<{ udp: UdpTransport; listener: StreamListener }> {
+  const { port } = parseAddr(addr, { portZero: true })
+  const attempts = port === 0 ? PORT_ZERO_ATTEMPTS : 1
+  let lastError: unknown
+  for (let i = 0; i < attempts; i++) {
+    const udp = await UdpTransport.bind(addr)
+    try {
+      // TCP on exactly the port UDP got, so one address serves both.
+      const listener = await streams.listen(udp.localAddr, onConnection)
+      return { udp, listener }
+    } catch (err) {
+      lastError = err
+      await udp.close()
+    }
+  }
+  throw lastError
+}
+
+export async function startMembership(
+  config: MembershipConfig,
+  logger: Logger,
+): Promise<Membership> {
+  const log = logger.child({ subsystem: 'membership' })
+  const { host } = parseAddr(config.addr, { portZero: true })
+  if (isUnspecified(host)) {
+    throw new Error(
+      `[gossip] addr ${config.addr}: ${host} is not an address peers can reach; ` +
+        'give the address of one interface (e.g. "10.0.0.1:8787")',
+    )
+  }
+  const profile = config.profile === 'wan' ? WAN_PROFILE : LAN_PROFILE
+  const streams = new TcpStreamTransport()
+  let swim: Swim | null = null
+
+  const { udp, listener } = await bindBoth(config.addr, streams, (conn) => {
+    const timer = setTimeout(() => {
+      conn.close()
+    }, profile.pushPullTimeoutMs)
+    timer.unref()
+    void (async () => {
+      try {
+        for await (const frame of conn.frames()) {
+          if (frame[0] === STREAM_PUSH_PULL && swim !== null) {
+            const answer = swim.handlePushPull(conn.remoteAddr, frame.subarray(1))
+            if (answer !== null) await conn.send(answer)
+          }
+          break
+        }
+      } catch (err) {
+        log.debug({ err, peer: conn.remoteAddr }, 'push-pull connection failed')
+      } finally {
+        clearTimeout(timer)
+        conn.close()
+      }
+    })()
+  })
+
+  const addr = udp.localAddr
+  swim = new Swim(
+    {
+      clock: systemClock(),
+      random: systemRandom(),
+      send: (to, bytes) => {
+        udp.send(to, bytes)
+      },
+      pushPull: async (to, state, signal) => {
+        const conn = await streams.connect(to, signal)
+        try {
+          await conn.send(tagged(STREAM_PUSH_PULL, state), signal)
+          for await (const frame of conn.frames()) return frame
+          throw new Error(`${to} closed the push-pull without an answer`)
+        } finally {
+          conn.close()
+        }
+      },
+    },
+    {
+      actorId: config.actorId,
+      addr,
+      epoch: config.epoch,
+      clusterId: config.clusterId,
+      bootstrap: config.bootstrap,
+      profile,
+      onChange: (m) => {
+        log.info(
+          { actor_id: m.actorId, addr: m.addr, state: m.state, incarnation: m.incarnation },
+          `member ${m.actorId.slice(0, 8)} ${m.state}`,
+        )
+      },
+    },
+  )
+  const s = swim
+  udp.onMessage((from, bytes) => {
+    s.receive(from, bytes)
+  })
+  s.start()
+
+  let stopping: Promise<void> | undefined
+  const stop = async (): Promise<void> => {
+    await Promise.race([
+      s.leave(),
+      new Promise<void>((resolve) => setTimeout(resolve, config.leaveTimeoutMs).unref()),
+    ])
+    s.stop()
+    await Promise.all([listener.close(), udp.close()])
+  }
+  return {
+    addr,
+    swim: s,
+    members: () => s.members(),
+    memberCounts: () => s.memberCounts(),
+    stats: () => s.stats(),
+    udpStats: () => udp.stats(),
+    streamStats: () => streams.stats(),
+    stop: () => (stopping ??= stop()),
+  }
+}
