@@ -28,6 +28,7 @@ import { engineAddColumn } from './engine-add-column.ts'
 import { engineApply } from './engine-apply.ts'
 import { engineSize } from './engine-size.ts'
 import { engineWrites } from './engine-writes.ts'
+import { clusterDetection } from './cluster-detection.ts'
 import { buildFixture } from './fixture.ts'
 import { httpQueries } from './http-queries.ts'
 import { httpWrites } from './http-writes.ts'
@@ -49,6 +50,7 @@ const MODULES: readonly BenchModule[] = [
         ctx.progress(line)
       }),
   },
+  clusterDetection,
 ]
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url))

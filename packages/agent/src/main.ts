@@ -122,6 +122,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         bootstrap: config.gossip.bootstrap,
         clusterId: config.gossip.clusterId,
         profile: config.gossip.profile,
+        options: config.gossip.swim,
         actorId: siteIdHex(replica.siteId),
         epoch: Date.now(),
         leaveTimeoutMs: MEMBERSHIP_LEAVE_TIMEOUT_MS,

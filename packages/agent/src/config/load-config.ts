@@ -8,6 +8,12 @@ import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
 import {
+  LAN_PROFILE,
+  MIN_PACKET_BYTES,
+  WAN_PROFILE,
+  type SwimOptions,
+} from '../membership/defaults.ts'
+import {
   API_BODY_BYTES_MAX,
   API_CONCURRENT_QUERIES_MAX,
   API_INFLIGHT_TRANSACTIONS_MAX,
@@ -48,6 +54,8 @@ export interface Config {
     readonly clusterId: number
     /** Membership timing profile: memberlist's LAN or WAN numbers. */
     readonly profile: 'lan' | 'wan'
+    /** Every membership parameter: the profile's, with the `[gossip]` overrides applied. */
+    readonly swim: SwimOptions
   }
   readonly admin: { readonly path: string }
   readonly telemetry: { readonly prometheusAddr: string | null }
@@ -94,6 +102,42 @@ export function parseHostPort(addr: string): { host: string; port: number } | nu
 }
 
 const positiveInt = z.number().int().positive()
+const nonNegativeInt = z.number().int().min(0)
+
+/** Largest UDP payload over IPv4. */
+const UDP_PAYLOAD_MAX = 65_507
+
+/**
+ * `[gossip]` keys overriding one membership parameter each (SwimOptions, in snake_case); absent
+ * keys keep the profile's value. Ranges follow what the membership code asserts or relies on.
+ */
+const swimOverrides = {
+  probe_interval_ms: positiveInt.optional(),
+  probe_timeout_ms: positiveInt.optional(),
+  indirect_checks: positiveInt.optional(),
+  local_health_max: nonNegativeInt.optional(),
+  nacks: z.boolean().optional(),
+  buddy_system: z.boolean().optional(),
+  suspicion_mult: positiveInt.optional(),
+  suspicion_max_timeout_mult: positiveInt.optional(),
+  retransmit_mult: positiveInt.optional(),
+  gossip_interval_ms: positiveInt.optional(),
+  gossip_nodes: positiveInt.optional(),
+  gossip_to_the_dead_ms: nonNegativeInt.optional(),
+  max_packet_bytes: z.number().int().min(MIN_PACKET_BYTES).max(UDP_PAYLOAD_MAX).optional(),
+  push_pull_interval_ms: nonNegativeInt.optional(),
+  push_pull_timeout_ms: positiveInt.optional(),
+  push_pull_bytes_max: positiveInt.optional(),
+  join_retry_base_ms: positiveInt.optional(),
+  join_retry_max_ms: positiveInt.optional(),
+  join_retry_jitter: z.number().min(0).max(1).optional(),
+  reconnect_interval_ms: nonNegativeInt.optional(),
+  down_notice_interval_ms: positiveInt.optional(),
+  remove_down_after_ms: positiveInt.optional(),
+  leave_linger_ms: nonNegativeInt.optional(),
+  members_max: positiveInt.optional(),
+  relays_max: positiveInt.optional(),
+}
 
 const schema = z.strictObject({
   db: z.strictObject({
@@ -127,6 +171,7 @@ const schema = z.strictObject({
       plaintext: z.boolean().default(false),
       cluster_id: z.number().int().min(0).max(0xffff).default(DEFAULT_CLUSTER_ID),
       profile: z.enum(['lan', 'wan']).default('lan'),
+      ...swimOverrides,
     })
     .default({
       addr: DEFAULT_GOSSIP_ADDR,
@@ -204,6 +249,19 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
     )
   }
   const c = result.data
+  const swim = swimOptions(c.gossip)
+  if (swim.probeTimeoutMs >= swim.probeIntervalMs) {
+    throw new ConfigError(
+      `${source}: config key "gossip.probe_timeout_ms": must be less than probe_interval_ms ` +
+        `(${swim.probeTimeoutMs} >= ${swim.probeIntervalMs})`,
+    )
+  }
+  if (swim.joinRetryBaseMs > swim.joinRetryMaxMs) {
+    throw new ConfigError(
+      `${source}: config key "gossip.join_retry_base_ms": must not exceed join_retry_max_ms ` +
+        `(${swim.joinRetryBaseMs} > ${swim.joinRetryMaxMs})`,
+    )
+  }
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
   const dbPath = abs(c.db.path)
   const config: Config = {
@@ -228,12 +286,47 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
       plaintext: c.gossip.plaintext,
       clusterId: c.gossip.cluster_id,
       profile: c.gossip.profile,
+      swim,
     },
     admin: { path: abs(c.admin?.path ?? join(dirname(dbPath), 'admin.sock')) },
     telemetry: { prometheusAddr: c.telemetry?.prometheus?.addr ?? null },
     log: { format: c.log.format, colors: c.log.colors },
   }
   return { config: deepFreeze(config), unimplemented }
+}
+
+type GossipSection = z.infer<typeof schema>['gossip']
+
+/** The profile's membership parameters with the `[gossip]` overrides applied. */
+function swimOptions(g: GossipSection): SwimOptions {
+  const p = g.profile === 'wan' ? WAN_PROFILE : LAN_PROFILE
+  return {
+    probeIntervalMs: g.probe_interval_ms ?? p.probeIntervalMs,
+    probeTimeoutMs: g.probe_timeout_ms ?? p.probeTimeoutMs,
+    indirectChecks: g.indirect_checks ?? p.indirectChecks,
+    localHealthMax: g.local_health_max ?? p.localHealthMax,
+    nacks: g.nacks ?? p.nacks,
+    buddySystem: g.buddy_system ?? p.buddySystem,
+    suspicionMult: g.suspicion_mult ?? p.suspicionMult,
+    suspicionMaxTimeoutMult: g.suspicion_max_timeout_mult ?? p.suspicionMaxTimeoutMult,
+    retransmitMult: g.retransmit_mult ?? p.retransmitMult,
+    gossipIntervalMs: g.gossip_interval_ms ?? p.gossipIntervalMs,
+    gossipNodes: g.gossip_nodes ?? p.gossipNodes,
+    gossipToTheDeadMs: g.gossip_to_the_dead_ms ?? p.gossipToTheDeadMs,
+    maxPacketBytes: g.max_packet_bytes ?? p.maxPacketBytes,
+    pushPullIntervalMs: g.push_pull_interval_ms ?? p.pushPullIntervalMs,
+    pushPullTimeoutMs: g.push_pull_timeout_ms ?? p.pushPullTimeoutMs,
+    pushPullBytesMax: g.push_pull_bytes_max ?? p.pushPullBytesMax,
+    joinRetryBaseMs: g.join_retry_base_ms ?? p.joinRetryBaseMs,
+    joinRetryMaxMs: g.join_retry_max_ms ?? p.joinRetryMaxMs,
+    joinRetryJitter: g.join_retry_jitter ?? p.joinRetryJitter,
+    reconnectIntervalMs: g.reconnect_interval_ms ?? p.reconnectIntervalMs,
+    downNoticeIntervalMs: g.down_notice_interval_ms ?? p.downNoticeIntervalMs,
+    removeDownAfterMs: g.remove_down_after_ms ?? p.removeDownAfterMs,
+    leaveLingerMs: g.leave_linger_ms ?? p.leaveLingerMs,
+    membersMax: g.members_max ?? p.membersMax,
+    relaysMax: g.relays_max ?? p.relaysMax,
+  }
 }
 
 export function loadConfig(path: string): LoadedConfig {

@@ -15,7 +15,7 @@ import { parseAddr } from '../transport/address.ts'
 import { UdpTransport, type DatagramStats } from '../transport/datagram.ts'
 import { TcpStreamTransport, type StreamListener, type StreamStats } from '../transport/stream.ts'
 import { systemClock, systemRandom } from './components.ts'
-import { LAN_PROFILE, WAN_PROFILE } from './defaults.ts'
+import { LAN_PROFILE, WAN_PROFILE, type SwimOptions } from './defaults.ts'
 import type { MemberInfo, MemberState } from './member.ts'
 import { Swim, type SwimStats } from './swim.ts'
 
@@ -31,6 +31,8 @@ export interface MembershipConfig {
   readonly bootstrap: readonly string[]
   readonly clusterId: number
   readonly profile: 'lan' | 'wan'
+  /** Every membership parameter (the profile's with overrides); the profile's when absent. */
+  readonly options?: SwimOptions
   /** 32 lowercase hex digits. */
   readonly actorId: string
   /** Larger than any earlier life's: the start time in ms. */
@@ -98,7 +100,7 @@ export async function startMembership(
         'give the address of one interface (e.g. "10.0.0.1:8787")',
     )
   }
-  const profile = config.profile === 'wan' ? WAN_PROFILE : LAN_PROFILE
+  const profile = config.options ?? (config.profile === 'wan' ? WAN_PROFILE : LAN_PROFILE)
   const streams = new TcpStreamTransport()
   let swim: Swim | null = null
 
