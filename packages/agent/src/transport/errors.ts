@@ -44,6 +44,24 @@ export function abortError(signal: AbortSignal, what: string): TransportError {
   return new TransportError('ABORTED', `${what} aborted`, { cause: signal.reason })
 }
 
+/**
+ * The signal a connect waits on (the caller's, if any, combined with the connect timeout) and
+ * the error to raise when it fires: ABORTED for the caller's signal, CONNECT_TIMEOUT otherwise.
+ */
+export function connectDeadline(
+  to: string,
+  signal: AbortSignal | undefined,
+  timeoutMs: number,
+): { readonly combined: AbortSignal; readonly onDeadline: () => TransportError } {
+  const deadline = AbortSignal.timeout(timeoutMs)
+  const combined = signal === undefined ? deadline : AbortSignal.any([signal, deadline])
+  const onDeadline = (): TransportError =>
+    signal?.aborted === true
+      ? abortError(signal, `connect to ${to}`)
+      : new TransportError('CONNECT_TIMEOUT', `connect to ${to}: no answer within ${timeoutMs} ms`)
+  return { combined, onDeadline }
+}
+
 /** True for a TransportError with one of the given codes (handy in tests and `catch` blocks). */
 export function isTransportError(
   error: unknown,

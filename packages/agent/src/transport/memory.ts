@@ -8,7 +8,7 @@ import {
   type DatagramTransport,
 } from './datagram.ts'
 import { STREAM_CONNECT_TIMEOUT_MS, STREAM_INBOUND_CONNECTIONS_MAX } from './defaults.ts'
-import { abortError, TransportError } from './errors.ts'
+import { abortError, connectDeadline, TransportError } from './errors.ts'
 import {
   acceptFramed,
   connectFailureOf,
@@ -313,15 +313,7 @@ export class MemoryStreamTransport implements StreamTransport {
     parseAddr(to)
     const key = normalizeAddr(to)
     if (signal?.aborted === true) throw abortError(signal, `connect to ${to}`)
-    const deadline = AbortSignal.timeout(this.connectTimeoutMs)
-    const combined = signal === undefined ? deadline : AbortSignal.any([signal, deadline])
-    const onDeadline = (): TransportError =>
-      signal?.aborted === true
-        ? abortError(signal, `connect to ${to}`)
-        : new TransportError(
-            'CONNECT_TIMEOUT',
-            `connect to ${to}: no answer within ${this.connectTimeoutMs} ms`,
-          )
+    const { combined, onDeadline } = connectDeadline(to, signal, this.connectTimeoutMs)
     const from = this.network.ephemeralAddr(this.host)
     // A connect happens on a later turn, as a real one would.
     await new Promise<void>((resolve) => setImmediate(resolve))

@@ -9,7 +9,7 @@ import {
   StreamCounters,
   type ConnectionLimits,
 } from './framed-connection.ts'
-import { abortError, TransportError } from './errors.ts'
+import { abortError, connectDeadline, TransportError } from './errors.ts'
 import { STREAM_CONNECT_TIMEOUT_MS, STREAM_INBOUND_CONNECTIONS_MAX } from './defaults.ts'
 
 /**
@@ -223,15 +223,7 @@ export class TcpStreamTransport implements StreamTransport {
   private async dial(to: string, signal: AbortSignal | undefined): Promise<FramedConnection> {
     const dest = parseAddr(to)
     if (signal?.aborted === true) throw abortError(signal, `connect to ${to}`)
-    const deadline = AbortSignal.timeout(this.connectTimeoutMs)
-    const combined = signal === undefined ? deadline : AbortSignal.any([signal, deadline])
-    const onDeadline = (): TransportError =>
-      signal?.aborted === true
-        ? abortError(signal, `connect to ${to}`)
-        : new TransportError(
-            'CONNECT_TIMEOUT',
-            `connect to ${to}: no answer within ${this.connectTimeoutMs} ms`,
-          )
+    const { combined, onDeadline } = connectDeadline(to, signal, this.connectTimeoutMs)
     const socket = await dialTcp(dest, to, combined, onDeadline)
     return await acceptFramed(socket, {
       direction: 'outbound',
