@@ -92,6 +92,29 @@ export interface OriginState {
   readonly gaps: readonly VersionRange[]
 }
 
+/** A row a committed transaction changed: created, updated or deleted. */
+export interface ChangedRow {
+  readonly table: string
+  /** The primary key, packed (pk-codec.ts). */
+  readonly pk: Uint8Array
+  /** True when the row no longer exists after the commit. */
+  readonly deleted: boolean
+}
+
+/**
+ * Emitted after every commit that changed replicated rows, in commit order: local writes (with
+ * the version's changeset, ready to send) and merges of remote changes.
+ */
+export type CommitEvent =
+  | {
+      readonly source: 'local'
+      readonly rows: readonly ChangedRow[]
+      readonly changeset: FullChangeset
+    }
+  | { readonly source: 'remote'; readonly rows: readonly ChangedRow[] }
+
+export type CommitListener = (event: CommitEvent) => void
+
 export interface ChangesetOutcome {
   readonly siteId: Uint8Array
   readonly versions: VersionRange
@@ -132,6 +155,10 @@ export class Replica {
   private readonly origins = new Map<number, OriginVersions>()
   private readonly userStatements = new Map<string, Database.Statement>()
   private readonly mechanisms: Mechanisms
+  private readonly commitListeners = new Set<CommitListener>()
+  private mergedRows: ChangedRow[] = []
+  /** Exceptions thrown by commit listeners (they are isolated from the write path). */
+  listenerErrors = 0
   private readonly trackGaps: boolean
   private readonly guard: StatementGuard
   private readonly changesStmt: Database.Statement
@@ -323,6 +350,30 @@ export class Replica {
     return ordinal
   }
 
+  // ---------------------------------------------------------------- commit events
+
+  /**
+   * Calls `listener` after every commit that changed rows. A listener that throws does not
+   * affect the write or other listeners (the error is counted in `listenerErrors`). Returns a
+   * function that removes the listener.
+   */
+  onCommit(listener: CommitListener): () => void {
+    this.commitListeners.add(listener)
+    return () => {
+      this.commitListeners.delete(listener)
+    }
+  }
+
+  private emit(event: CommitEvent): void {
+    for (const listener of this.commitListeners) {
+      try {
+        listener(event)
+      } catch {
+        this.listenerErrors++
+      }
+    }
+  }
+
   // ---------------------------------------------------------------- schema
 
   /** Names of the replicated tables. */
@@ -405,7 +456,14 @@ export class Replica {
     assert.equal(this.mode, 'idle', 'transactions do not nest')
     try {
       const result = this.runWrite.immediate(statements)
-      if (result.version !== null) this.origin(0).head = result.version
+      if (result.version !== null) {
+        this.origin(0).head = result.version
+        if (this.commitListeners.size > 0) {
+          const changeset = this.changesFor(this.siteId, result.version) as FullChangeset
+          this.mode = 'idle'
+          this.emit({ source: 'local', rows: rowsOf(changeset.changes), changeset })
+        }
+      }
       return result
     } finally {
       this.mode = 'idle'
@@ -531,8 +589,14 @@ export class Replica {
       for (const site of touched) this.persistOrigin(site)
       return outcomes
     })
+    this.mergedRows = []
     try {
-      return run.immediate()
+      const outcomes = run.immediate()
+      const rows = this.mergedRows
+      this.mergedRows = []
+      this.mode = 'idle'
+      if (rows.length > 0) this.emit({ source: 'remote', rows })
+      return outcomes
     } catch (err) {
       // The in-memory bookkeeping ran ahead of the rolled-back transaction.
       this.loadOrigins()
@@ -633,9 +697,22 @@ export class Replica {
         won[idx[j] as number] = w
       })
       t.writeMerged(pkValues, prev, outcome)
+      if (this.commitListeners.size > 0) {
+        this.mergedRows.push({ table: t.table.name, pk, deleted: outcome.state.cl % 2 === 0 })
+      }
     }
     return won
   }
+}
+
+/** The rows a version's changes touch, once each, with their state after the version. */
+function rowsOf(changes: readonly Change[]): ChangedRow[] {
+  const rows = new Map<string, ChangedRow>()
+  for (const c of changes) {
+    const key = `${c.table}\u0000${Buffer.from(c.pk).toString('latin1')}`
+    rows.set(key, { table: c.table, pk: c.pk, deleted: c.cl % 2 === 0 })
+  }
+  return [...rows.values()]
 }
 
 function holdsAll(origin: OriginVersions, [start, end]: VersionRange): boolean {
