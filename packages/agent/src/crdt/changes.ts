@@ -31,6 +31,11 @@ export interface FullChangeset {
   readonly changes: readonly Change[]
   /** Highest seq of the version, when known; the changes cover seqs 0..lastSeq. */
   readonly lastSeq: number
+  /**
+   * The seqs this changeset covers when it is one chunk of a larger version (every cell the
+   * sender holds with a seq in the range is in `changes`). Absent: the whole version.
+   */
+  readonly seqs?: VersionRange
 }
 
 /** Versions that exist but hold no cell any more (all overwritten): nothing to apply. */

@@ -43,6 +43,7 @@ import {
   createTriggersSql,
   dropTriggersSql,
 } from './table-ddl.ts'
+import { coversRange, VersionBuffer, type BufferedVersion } from './version-buffer.ts'
 import {
   emptyOriginVersions,
   holds,
@@ -60,6 +61,8 @@ export interface ReplicaOptions {
    * For tests only: switch off a core mechanism (causal length, tie-breaks, gap bookkeeping)
    * to prove that the test suite notices its loss.
    */
+  /** Cap on cells buffered for incomplete or held versions; default BUFFER_CELLS_MAX. */
+  readonly bufferCellsMax?: number
   readonly disable?: {
     readonly causalLength?: boolean
     readonly tieBreak?: boolean
@@ -115,17 +118,33 @@ export type CommitEvent =
 
 export type CommitListener = (event: CommitEvent) => void
 
+/**
+ * What became of a changeset:
+ * - applied: merged and booked;
+ * - duplicate: already held (or already buffered): nothing done;
+ * - buffered: one chunk of a larger version, stored until every chunk is there;
+ * - held: complete but not applicable yet (unknown table or column, a constraint): stored and
+ *   retried after every schema change; `reason` says why;
+ * - dropped: the buffer is at its cap; not stored (anti-entropy will fetch it again);
+ * - refused: malformed (bad site id, version, clock or key); `reason` says what.
+ */
+export type ApplyStatus = 'applied' | 'duplicate' | 'buffered' | 'held' | 'dropped' | 'refused'
+
 export interface ChangesetOutcome {
   readonly siteId: Uint8Array
   readonly versions: VersionRange
-  /** False when the replica already held the version(s): nothing was applied. */
+  readonly status: ApplyStatus
+  /** True when the status is `applied`. */
   readonly applied: boolean
+  readonly reason?: string
   /** Per change of a full changeset: did it change this replica? */
   readonly won: readonly boolean[]
 }
 
 /** Site id length in bytes (a UUID). */
 export const SITE_ID_BYTES = 16
+/** Default cap on cells buffered for incomplete or held versions. */
+export const BUFFER_CELLS_MAX = 1_000_000
 /** Prepared statements kept for user SQL before the least recently used is dropped. */
 export const STATEMENT_CACHE_MAX = 256
 
@@ -160,6 +179,8 @@ export class Replica {
   /** Exceptions thrown by commit listeners (they are isolated from the write path). */
   listenerErrors = 0
   private readonly trackGaps: boolean
+  private readonly buffer: VersionBuffer
+  private readonly bufferCellsMax: number
   private readonly guard: StatementGuard
   private readonly changesStmt: Database.Statement
   private readonly stmts: {
@@ -200,6 +221,8 @@ export class Replica {
       addGap: db.prepare('INSERT INTO __patina_gaps (site, start_v, end_v) VALUES (?, ?, ?)'),
     }
     this.runWrite = db.transaction((statements: readonly Statement[]) => this.write(statements))
+    this.buffer = new VersionBuffer(db)
+    this.bufferCellsMax = options.bufferCellsMax ?? BUFFER_CELLS_MAX
     this.loadSites()
     this.siteId = this.siteIds[0] as Uint8Array
     this.regenerateTriggers()
@@ -424,6 +447,7 @@ export class Replica {
       .immediate()
     this.userStatements.clear()
     this.loadTables()
+    this.retryHeld()
     return plan
   }
 
@@ -554,37 +578,48 @@ export class Replica {
   // ---------------------------------------------------------------- applying remote changes
 
   /**
-   * Applies changesets from other replicas in one SQLite transaction. Versions already held
-   * are skipped; others are merged cell by cell and booked (head and gaps) in the same
-   * transaction. A change naming an unknown table or column throws a ReplicaError before
-   * anything is written.
+   * Applies changesets from other replicas in one SQLite transaction. Versions already held are
+   * skipped; chunks of a larger version are buffered until the version is complete, then merged
+   * at once; a version that names an unknown table or column, or that breaks a constraint, is
+   * held (stored) and retried after the next schema change. Each changeset is merged in its own
+   * savepoint, so one bad changeset never blocks the others. Bookkeeping (head, gaps, buffer) is
+   * written in the same transaction as the data. Never throws for a bad changeset: see the
+   * outcome's `status`.
    */
   apply(changesets: readonly Changeset[]): ChangesetOutcome[] {
     assert.equal(this.mode, 'idle', 'apply does not nest')
-    for (const cs of changesets) this.validate(cs)
+    const problems = changesets.map((cs) => structuralProblem(cs))
     // Site ordinals are local and harmless to keep, so they are registered up front.
     this.db
       .transaction(() => {
-        for (const cs of changesets) {
+        changesets.forEach((cs, i) => {
+          if (problems[i] !== null) return
           this.siteOrdinal(cs.siteId, true)
           if (cs.kind === 'full') for (const c of cs.changes) this.siteOrdinal(c.siteId, true)
-        }
+        })
       })
       .immediate()
+    const touched = new Set<number>()
     const run = this.db.transaction(() => {
       this.mode = 'merge'
-      const touched = new Set<number>()
-      const outcomes = changesets.map((cs): ChangesetOutcome => {
+      const outcomes = changesets.map((cs, i): ChangesetOutcome => {
+        const problem = problems[i] ?? null
+        const versions: VersionRange = cs.kind === 'full' ? [cs.version, cs.version] : cs.versions
+        if (problem !== null) return outcome(cs, versions, 'refused', [], problem)
         const site = this.siteOrdinal(cs.siteId, false) as number
         const origin = this.origin(site)
-        const versions: VersionRange = cs.kind === 'full' ? [cs.version, cs.version] : cs.versions
-        if (site === 0 || holdsAll(origin, versions)) {
-          return { siteId: cs.siteId, versions, applied: false, won: [] }
+        if (site === 0 || holdsAll(origin, versions)) return outcome(cs, versions, 'duplicate')
+        if (cs.kind === 'empty') {
+          // Every cell of these versions was overwritten: whatever is buffered of them is moot.
+          for (const entry of this.buffer.all()) {
+            if (entry.site === site && entry.version >= versions[0] && entry.version <= versions[1])
+              this.buffer.delete(entry)
+          }
+          recordHeld(origin, versions[0], versions[1], this.trackGaps)
+          touched.add(site)
+          return outcome(cs, versions, 'applied')
         }
-        const won = cs.kind === 'full' ? this.mergeChanges(cs.changes) : []
-        recordHeld(origin, versions[0], versions[1], this.trackGaps)
-        touched.add(site)
-        return { siteId: cs.siteId, versions, applied: true, won }
+        return this.applyFull(cs, site, origin, touched)
       })
       for (const site of touched) this.persistOrigin(site)
       return outcomes
@@ -592,58 +627,180 @@ export class Replica {
     this.mergedRows = []
     try {
       const outcomes = run.immediate()
-      const rows = this.mergedRows
-      this.mergedRows = []
-      this.mode = 'idle'
-      if (rows.length > 0) this.emit({ source: 'remote', rows })
+      this.emitMerged()
       return outcomes
     } catch (err) {
       // The in-memory bookkeeping ran ahead of the rolled-back transaction.
       this.loadOrigins()
+      this.buffer.load()
+      this.mergedRows = []
       throw err
     } finally {
       this.mode = 'idle'
     }
   }
 
-  private validate(cs: Changeset): void {
-    if (cs.siteId.length !== SITE_ID_BYTES) {
-      throw new ReplicaError('INVALID_CHANGE', `origin site id must be ${SITE_ID_BYTES} bytes`)
+  private emitMerged(): void {
+    const rows = this.mergedRows
+    this.mergedRows = []
+    this.mode = 'idle'
+    if (rows.length > 0) this.emit({ source: 'remote', rows })
+  }
+
+  /** One full changeset (a whole version or one chunk of it), inside apply's transaction. */
+  private applyFull(
+    cs: FullChangeset,
+    site: number,
+    origin: OriginVersions,
+    touched: Set<number>,
+  ): ChangesetOutcome {
+    const versions: VersionRange = [cs.version, cs.version]
+    const seqs = cs.seqs ?? ([0, cs.lastSeq] as const)
+    let entry = this.buffer.get(site, cs.version)
+    let changes: readonly Change[] = cs.changes
+    if (entry !== undefined && (entry.held || coversRange(entry.seqs, seqs))) {
+      return outcome(cs, versions, 'duplicate')
     }
-    if (cs.kind === 'empty') {
-      const [s, e] = cs.versions
-      if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < 1 || e < s) {
-        throw new ReplicaError('INVALID_CHANGE', `invalid version range ${s}..${e}`)
+    const whole = entry === undefined && seqs[0] === 0 && seqs[1] >= cs.lastSeq
+    if (!whole) {
+      if (this.buffer.cellCount() + cs.changes.length > this.bufferCellsMax) {
+        return outcome(cs, versions, 'dropped', [], 'the version buffer is full')
       }
-      return
+      entry = this.buffer.add(site, cs.version, seqs, cs.lastSeq, cs.changes)
+      if (!VersionBuffer.complete(entry)) return outcome(cs, versions, 'buffered')
+      changes = this.buffer.cells(entry, cs.siteId)
     }
-    if (!Number.isSafeInteger(cs.version) || cs.version < 1) {
-      throw new ReplicaError('INVALID_CHANGE', `invalid version ${cs.version}`)
+    const merged = this.tryMerge(changes)
+    if (typeof merged === 'string') {
+      if (entry === undefined) {
+        if (this.buffer.cellCount() + changes.length > this.bufferCellsMax) {
+          return outcome(cs, versions, 'dropped', [], 'the version buffer is full')
+        }
+        entry = this.buffer.add(site, cs.version, seqs, cs.lastSeq, changes)
+      }
+      this.buffer.hold(entry, merged)
+      return outcome(cs, versions, 'held', [], merged)
     }
+    if (entry !== undefined) this.buffer.delete(entry)
+    recordHeld(origin, cs.version, cs.version, this.trackGaps)
+    touched.add(site)
+    // `won` lines up with the changes of this changeset only when it was the whole version.
+    return outcome(cs, versions, 'applied', whole ? merged : [])
+  }
+
+  /**
+   * Merges the changes of one version in a savepoint: all or nothing. Returns, per change,
+   * whether it won, or why the version cannot be applied (it is then rolled back).
+   */
+  private tryMerge(changes: readonly Change[]): boolean[] | string {
+    const problem = this.schemaProblem(changes)
+    if (problem !== null) return problem
+    const mark = this.mergedRows.length
+    try {
+      return this.db.transaction(() => this.mergeChanges(changes))()
+    } catch (err) {
+      this.mergedRows.length = mark
+      return err instanceof Error ? err.message : String(err)
+    }
+  }
+
+  /** Why these changes cannot be merged with the current schema, or null. */
+  private schemaProblem(changes: readonly Change[]): string | null {
     // A row's cells arrive next to each other: check each distinct key once.
     let lastPk: Uint8Array | null = null
     let lastTable: TableStatements | null = null
-    for (const c of cs.changes) {
+    for (const c of changes) {
       const t = this.tables.get(c.table.toLowerCase())
-      if (t === undefined) {
-        throw new ReplicaError('UNKNOWN_TABLE', `change for unknown table "${c.table}"`)
-      }
+      if (t === undefined) return `change for unknown table "${c.table}"`
       if (c.cid !== SENTINEL_CID && t.columnIndex(c.cid) === undefined) {
-        throw new ReplicaError(
-          'UNKNOWN_COLUMN',
-          `change for unknown column "${c.cid}" of table "${t.table.name}"`,
-        )
+        return `change for unknown column "${c.cid}" of table "${t.table.name}"`
       }
-      if (!(c.cl >= 1 && c.colVersion >= 1 && c.seq >= 0 && c.dbVersion >= 1)) {
-        throw new ReplicaError('INVALID_CHANGE', `invalid clock in change for "${c.table}"`)
+      if (lastTable !== t || lastPk === null || Buffer.compare(lastPk, c.pk) !== 0) {
+        try {
+          t.checkPk(c.pk)
+        } catch (err) {
+          return err instanceof Error ? err.message : String(err)
+        }
       }
-      if (c.siteId.length !== SITE_ID_BYTES) {
-        throw new ReplicaError('INVALID_CHANGE', `change site id must be ${SITE_ID_BYTES} bytes`)
-      }
-      if (lastTable !== t || lastPk === null || Buffer.compare(lastPk, c.pk) !== 0) t.checkPk(c.pk)
       lastPk = c.pk
       lastTable = t
     }
+    return null
+  }
+
+  /**
+   * Tries again every held version (after a schema change). Returns how many were applied.
+   */
+  retryHeld(): number {
+    const held = this.buffer.all().filter((e) => e.held)
+    if (held.length === 0) return 0
+    assert.equal(this.mode, 'idle', 'retryHeld does not nest')
+    let applied = 0
+    const run = this.db.transaction(() => {
+      this.mode = 'merge'
+      const touched = new Set<number>()
+      for (const entry of held) {
+        const origin = this.siteIds[entry.site] as Uint8Array
+        const merged = this.tryMerge(this.buffer.cells(entry, origin))
+        if (typeof merged === 'string') {
+          this.buffer.hold(entry, merged)
+          continue
+        }
+        this.buffer.delete(entry)
+        recordHeld(this.origin(entry.site), entry.version, entry.version, this.trackGaps)
+        touched.add(entry.site)
+        applied++
+      }
+      for (const site of touched) this.persistOrigin(site)
+    })
+    this.mergedRows = []
+    try {
+      run.immediate()
+      this.emitMerged()
+      return applied
+    } catch (err) {
+      this.loadOrigins()
+      this.buffer.load()
+      this.mergedRows = []
+      throw err
+    } finally {
+      this.mode = 'idle'
+    }
+  }
+
+  /** Versions received but not applied yet: incomplete (partial) or held. */
+  bufferedVersions(): {
+    siteId: Uint8Array
+    version: number
+    held: boolean
+    reason: string | null
+    cells: number
+  }[] {
+    return this.buffer.all().map((e: BufferedVersion) => ({
+      siteId: this.siteIds[e.site] as Uint8Array,
+      version: e.version,
+      held: e.held,
+      reason: e.reason,
+      cells: e.cells,
+    }))
+  }
+
+  /** Cells stored for incomplete or held versions. */
+  bufferedCells(): number {
+    return this.buffer.cellCount()
+  }
+
+  /**
+   * True when this replica already has what a chunk would bring: the version is held, or it is
+   * buffered with these seqs (or held for a schema change).
+   */
+  covers(siteId: Uint8Array, version: number, seqs?: VersionRange): boolean {
+    const site = this.siteOrdinal(siteId, false)
+    if (site === undefined) return false
+    if (site === 0 || holds(this.origin(site), version)) return true
+    const entry = this.buffer.get(site, version)
+    if (entry === undefined) return false
+    return entry.held || (seqs !== undefined && coversRange(entry.seqs, seqs))
   }
 
   /**
@@ -713,6 +870,50 @@ function rowsOf(changes: readonly Change[]): ChangedRow[] {
     rows.set(key, { table: c.table, pk: c.pk, deleted: c.cl % 2 === 0 })
   }
   return [...rows.values()]
+}
+
+function outcome(
+  cs: Changeset,
+  versions: VersionRange,
+  status: ApplyStatus,
+  won: readonly boolean[] = [],
+  reason?: string,
+): ChangesetOutcome {
+  return {
+    siteId: cs.siteId,
+    versions,
+    status,
+    applied: status === 'applied',
+    won,
+    ...(reason === undefined ? {} : { reason }),
+  }
+}
+
+/** What is wrong with a changeset whatever the schema, or null. */
+function structuralProblem(cs: Changeset): string | null {
+  if (cs.siteId.length !== SITE_ID_BYTES) return `origin site id must be ${SITE_ID_BYTES} bytes`
+  if (cs.kind === 'empty') {
+    const [s, e] = cs.versions
+    if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < 1 || e < s) {
+      return `invalid version range ${s}..${e}`
+    }
+    return null
+  }
+  if (!Number.isSafeInteger(cs.version) || cs.version < 1) return `invalid version ${cs.version}`
+  if (!Number.isSafeInteger(cs.lastSeq) || cs.lastSeq < 0) return `invalid last seq ${cs.lastSeq}`
+  if (cs.seqs !== undefined) {
+    const [s, e] = cs.seqs
+    if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < 0 || e < s) {
+      return `invalid seq range ${s}..${e}`
+    }
+  }
+  for (const c of cs.changes) {
+    if (!(c.cl >= 1 && c.colVersion >= 1 && c.seq >= 0 && c.dbVersion >= 1)) {
+      return `invalid clock in change for "${c.table}"`
+    }
+    if (c.siteId.length !== SITE_ID_BYTES) return `change site id must be ${SITE_ID_BYTES} bytes`
+  }
+  return null
 }
 
 function holdsAll(origin: OriginVersions, [start, end]: VersionRange): boolean {

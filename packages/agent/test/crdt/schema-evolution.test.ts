@@ -82,15 +82,24 @@ describe('crdt - schema evolution', () => {
       cs.changes.map((c) => c.cid),
       ['region', 'weight'],
     )
-    assert.throws(
-      () => a.apply([cs]),
-      (err: unknown) => err instanceof ReplicaError && err.code === 'UNKNOWN_COLUMN',
-    )
-    assert.equal(a.holds(b.siteId, 1), false, 'a refused change is not booked')
+    const [held] = a.apply([cs])
+    assert.equal(held?.status, 'held')
+    assert.match(held.reason ?? '', /unknown column "region" of table "vms"/)
+    assert.equal(a.holds(b.siteId, 1), false, 'a held change is not booked')
+    assert.equal(a.covers(b.siteId, 1), true, 'but it is not asked for again either')
+    // Other changes keep flowing while it is held.
+    const c = tmp.open('c2', 3)
+    applySchemaSql(c, V1)
+    const other = c.transaction([{ sql: "INSERT INTO vms (id, app) VALUES (2, 'db')" }])
+    assert.equal(a.apply([c.changesFor(c.siteId, other.version as number)!])[0]?.status, 'applied')
     applySchemaSql(a, V2)
-    antiEntropy([a, b])
-    assert.deepStrictEqual(a.query('SELECT * FROM vms'), [
+    assert.equal(a.holds(b.siteId, 1), true, 'the held change was applied by the schema change')
+    assert.deepStrictEqual(a.bufferedVersions(), [])
+    applySchemaSql(c, V2)
+    antiEntropy([a, b, c])
+    assert.deepStrictEqual(a.query('SELECT * FROM vms ORDER BY id'), [
       { id: 1n, app: 'web', cpus: null, region: 'ams', weight: 5n },
+      { id: 2n, app: 'db', cpus: null, region: null, weight: 1n },
     ])
     assert.deepStrictEqual(snapshot(a), snapshot(b))
   })
