@@ -43,7 +43,10 @@ export interface BufferedVersion {
 const key = (site: number, version: number): string => `${site}:${version}`
 
 /** Adds `[start, end]` to sorted, merged ranges. */
-export function addRange(ranges: readonly VersionRange[], [start, end]: VersionRange): VersionRange[] {
+export function addRange(
+  ranges: readonly VersionRange[],
+  [start, end]: VersionRange,
+): VersionRange[] {
   const out: VersionRange[] = []
   let s = start
   let e = end

@@ -1,0 +1,276 @@
+/**
+ * The asking side of anti-entropy. Every `intervalMs` (jittered ±50%, doubling up to
+ * `intervalMaxMs` while rounds find nothing to fetch, back to the base as soon as something is
+ * missing) it opens a session with a random live peer, learns what the peer has, and fetches
+ * exactly what this node lacks, newest first, in rounds of bounded size: before each request it
+ * reserves room in the apply queue for the whole reply, so catching up never takes more memory
+ * than the queue's cap. At most `sessionsMax` sessions run at once, and two sessions never ask
+ * for the same version.
+ */
+import { siteIdHex, type Replica } from '../crdt/replica.ts'
+import type { Clock, Random, TimerId } from '../membership/components.ts'
+import type { ApplyQueue } from '../broadcast/apply-queue.ts'
+import type { Peer } from '../broadcast/broadcaster.ts'
+import type { Message, Need, OriginHave } from '../broadcast/messages.ts'
+import { decodeMessage, encodeMessage } from '../broadcast/wire.ts'
+import { computeNeeds } from './needs.ts'
+
+/** One conversation with a peer: request/response exchanges in order. */
+export interface SyncSession {
+  request(bytes: Uint8Array, signal: AbortSignal): Promise<Uint8Array>
+  close(): void
+}
+
+export interface SyncClientOptions {
+  readonly intervalMs: number
+  readonly intervalMaxMs: number
+  readonly sessionsMax: number
+  readonly roundsMax: number
+  readonly needsPerRequest: number
+  readonly replyBytes: number
+  readonly timeoutMs: number
+}
+
+export interface SyncClientDeps {
+  readonly replica: Replica
+  readonly clock: Clock
+  readonly random: Random
+  readonly clusterId: number
+  readonly queue: ApplyQueue
+  peers(): readonly Peer[]
+  openSession(addr: string): SyncSession
+  /** True when this node knows it lacks versions: no backing off then. */
+  behind(): boolean
+  /** Told what a peer has (for lag: the newest version known per origin). */
+  onHaves(haves: readonly OriginHave[]): void
+  /** Sync failures are expected (peers go away); they are counted and logged at debug. */
+  onError(peer: Peer, err: unknown): void
+}
+
+export interface SyncClientStats {
+  /** Gauge. */
+  readonly sessions: number
+  readonly rounds: number
+  readonly sessionsFailed: number
+  readonly rejected: number
+  readonly chunksReceived: number
+  readonly versionsRequested: number
+  /** Gauge: the current interval between rounds. */
+  readonly intervalMs: number
+}
+
+export class SyncClient {
+  private readonly deps: SyncClientDeps
+  private readonly options: SyncClientOptions
+  private timer: TimerId | null = null
+  private interval: number
+  private running = 0
+  private readonly claimed = new Map<string, Set<number>>()
+  private readonly abort = new AbortController()
+  private stopped = false
+  private counters = {
+    rounds: 0,
+    sessionsFailed: 0,
+    rejected: 0,
+    chunksReceived: 0,
+    versionsRequested: 0,
+  }
+
+  constructor(deps: SyncClientDeps, options: SyncClientOptions) {
+    this.deps = deps
+    this.options = options
+    this.interval = options.intervalMs
+  }
+
+  start(): void {
+    this.scheduleIn(this.jitter(this.options.intervalMs))
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.abort.abort()
+    if (this.timer !== null) this.deps.clock.clearTimer(this.timer)
+    this.timer = null
+  }
+
+  /** Something is known to be missing: sync soon, at the base interval. */
+  hurry(): void {
+    if (this.stopped) return
+    this.interval = this.options.intervalMs
+    if (this.timer === null) return
+    this.deps.clock.clearTimer(this.timer)
+    this.scheduleIn(this.jitter(this.options.intervalMs) / 4)
+  }
+
+  stats(): SyncClientStats {
+    return { sessions: this.running, intervalMs: this.interval, ...this.counters }
+  }
+
+  private jitter(ms: number): number {
+    return ms * (0.5 + this.deps.random.float())
+  }
+
+  private scheduleIn(ms: number): void {
+    if (this.stopped) return
+    this.timer = this.deps.clock.setTimer(ms, () => {
+      this.timer = null
+      void this.tick()
+    })
+  }
+
+  private async tick(): Promise<void> {
+    const peers = this.deps.peers()
+    const runs: Promise<boolean>[] = []
+    const free = this.options.sessionsMax - this.running
+    const order = [...peers]
+    for (let i = 0; i < Math.min(free, order.length); i++) {
+      const j = i + this.deps.random.int(order.length - i)
+      const peer = order[j] as Peer
+      order[j] = order[i] as Peer
+      order[i] = peer
+      runs.push(this.syncWith(peer))
+      // One session per tick unless the first is already known to find work.
+      break
+    }
+    const found = (await Promise.all(runs)).some(Boolean)
+    this.interval =
+      found || this.deps.behind()
+        ? this.options.intervalMs
+        : Math.min(this.options.intervalMaxMs, this.interval * 2)
+    if (this.timer === null) this.scheduleIn(this.jitter(this.interval))
+  }
+
+  /** Runs one session now with `peer`. Resolves true when anything was missing. */
+  async syncWith(peer: Peer): Promise<boolean> {
+    if (this.stopped || this.running >= this.options.sessionsMax) return false
+    this.running++
+    this.counters.rounds++
+    const session = this.deps.openSession(peer.addr)
+    const mine: Map<string, Set<number>> = new Map()
+    try {
+      const state = await this.exchange(session, {
+        type: 'sync-start',
+        clusterId: this.deps.clusterId,
+        sender: this.deps.replica.siteId,
+      })
+      if (state.type !== 'sync-state') {
+        this.counters.rejected++
+        return false
+      }
+      this.deps.onHaves(state.haves)
+      let needs = this.needsFrom(state.haves)
+      const found = needs.length > 0
+      for (let round = 0; round < this.options.roundsMax && needs.length > 0; round++) {
+        if (this.abort.signal.aborted) break
+        const ask = needs.slice(0, this.options.needsPerRequest)
+        const later = needs.slice(this.options.needsPerRequest)
+        this.claim(ask, mine)
+        const reservation = await this.deps.queue.reserve(this.options.replyBytes)
+        let reply: Message
+        try {
+          reply = await this.exchange(session, {
+            type: 'sync-needs',
+            clusterId: this.deps.clusterId,
+            sender: this.deps.replica.siteId,
+            session: state.session,
+            maxBytes: this.options.replyBytes,
+            needs: ask,
+          })
+          if (reply.type !== 'sync-chunks') {
+            this.counters.rejected++
+            break
+          }
+          for (const chunk of reply.chunks) this.deps.queue.offer(chunk, 'sync')
+        } finally {
+          reservation.release()
+        }
+        this.counters.chunksReceived += reply.chunks.length
+        if (reply.chunks.length === 0) break // the peer is out of budget: next time
+        needs = [...reply.rest, ...later]
+      }
+      return found
+    } catch (err) {
+      this.counters.sessionsFailed++
+      this.deps.onError(peer, err)
+      return false
+    } finally {
+      session.close()
+      this.release(mine)
+      this.running--
+    }
+  }
+
+  private async exchange(session: SyncSession, message: Message): Promise<Message> {
+    const timeout = new AbortController()
+    const timer = this.deps.clock.setTimer(this.options.timeoutMs, () => {
+      timeout.abort(new Error(`sync exchange timed out after ${this.options.timeoutMs} ms`))
+    })
+    try {
+      const signal = AbortSignal.any([this.abort.signal, timeout.signal])
+      const bytes = await session.request(encodeMessage(message), signal)
+      const decoded = decodeMessage(bytes)
+      if (!decoded.ok) throw new Error(`malformed sync reply: ${decoded.error}`)
+      return decoded.message
+    } finally {
+      this.deps.clock.clearTimer(timer)
+    }
+  }
+
+  private needsFrom(haves: readonly OriginHave[]): Need[] {
+    const { replica, queue } = this.deps
+    const buffered = new Map<string, Set<number>>()
+    for (const b of replica.bufferedVersions()) {
+      if (!b.held) continue // a partial version is asked for again: its chunks may be lost
+      const hex = siteIdHex(b.siteId)
+      let set = buffered.get(hex)
+      if (set === undefined) buffered.set(hex, (set = new Set()))
+      set.add(b.version)
+    }
+    const states = new Map(replica.originStates().map((o) => [siteIdHex(o.siteId), o]))
+    const needs = computeNeeds(
+      haves,
+      {
+        self: replica.siteId,
+        versions: (origin) => {
+          const o = states.get(siteIdHex(origin))
+          return o === undefined ? { head: 0, gaps: [] } : o
+        },
+        skip: (origin) => {
+          const hex = siteIdHex(origin)
+          const out = new Set<number>(queue.pendingVersions(hex))
+          for (const v of buffered.get(hex) ?? []) out.add(v)
+          for (const v of this.claimed.get(hex) ?? []) out.add(v)
+          return out
+        },
+      },
+      this.options.needsPerRequest * this.options.roundsMax * 16,
+    )
+    for (const n of needs) this.counters.versionsRequested += n.end - n.start + 1
+    return needs
+  }
+
+  /** Marks versions as being fetched by this session (small ranges only: they are sets). */
+  private claim(needs: readonly Need[], mine: Map<string, Set<number>>): void {
+    for (const n of needs) {
+      if (n.end - n.start > 10_000) continue
+      const hex = siteIdHex(n.origin)
+      let all = this.claimed.get(hex)
+      if (all === undefined) this.claimed.set(hex, (all = new Set()))
+      let own = mine.get(hex)
+      if (own === undefined) mine.set(hex, (own = new Set()))
+      for (let v = n.start; v <= n.end; v++) {
+        all.add(v)
+        own.add(v)
+      }
+    }
+  }
+
+  private release(mine: Map<string, Set<number>>): void {
+    for (const [hex, versions] of mine) {
+      const all = this.claimed.get(hex)
+      if (all === undefined) continue
+      for (const v of versions) all.delete(v)
+      if (all.size === 0) this.claimed.delete(hex)
+    }
+  }
+}

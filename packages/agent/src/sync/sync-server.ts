@@ -1,0 +1,182 @@
+/**
+ * The serving side of anti-entropy. A client opens a session (`sync-start`) and gets this
+ * node's heads and gaps for every origin; then it asks for versions (`sync-needs`) and gets
+ * them newest first, cut into chunks, up to the byte budget it named and what the node's
+ * byte-rate bucket allows; what did not fit comes back as `rest`. Any origin's versions are
+ * served, not only this node's. Versions whose cells were all overwritten since are sent as
+ * empty ranges. Sessions are capped; a session idle for `sessionIdleMs` is forgotten.
+ */
+import type { Replica } from '../crdt/replica.ts'
+import type { Clock } from '../membership/components.ts'
+import { chunkBytes, chunkVersion } from '../broadcast/chunks.ts'
+import type { Chunk, Message, Need, SyncRejectReason } from '../broadcast/messages.ts'
+import type { TokenBucket } from '../broadcast/token-bucket.ts'
+
+export interface SyncServerOptions {
+  readonly sessionsMax: number
+  readonly sessionIdleMs: number
+  readonly chunkBytes: number
+}
+
+export interface SyncServerDeps {
+  readonly replica: Replica
+  readonly clock: Clock
+  readonly bucket: TokenBucket
+  readonly clusterId: number
+}
+
+export interface SyncServerStats {
+  /** Gauge. */
+  readonly sessions: number
+  readonly sessionsStarted: number
+  readonly rejected: Readonly<Record<SyncRejectReason, number>>
+  readonly chunksServed: number
+  readonly bytesServed: number
+}
+
+export class SyncServer {
+  private readonly deps: SyncServerDeps
+  private readonly options: SyncServerOptions
+  private readonly sessions = new Map<number, number>()
+  private nextSession = 1
+  private counters = {
+    sessionsStarted: 0,
+    chunksServed: 0,
+    bytesServed: 0,
+    rejected: { busy: 0, cluster: 0, session: 0, malformed: 0 } as Record<SyncRejectReason, number>,
+  }
+
+  constructor(deps: SyncServerDeps, options: SyncServerOptions) {
+    this.deps = deps
+    this.options = options
+  }
+
+  stats(): SyncServerStats {
+    this.expire()
+    return {
+      sessions: this.sessions.size,
+      sessionsStarted: this.counters.sessionsStarted,
+      rejected: { ...this.counters.rejected },
+      chunksServed: this.counters.chunksServed,
+      bytesServed: this.counters.bytesServed,
+    }
+  }
+
+  private expire(): void {
+    const now = this.deps.clock.now()
+    for (const [id, last] of this.sessions) {
+      if (now - last > this.options.sessionIdleMs) this.sessions.delete(id)
+    }
+  }
+
+  private reject(reason: SyncRejectReason): Message {
+    this.counters.rejected[reason]++
+    return {
+      type: 'sync-reject',
+      clusterId: this.deps.clusterId,
+      sender: this.deps.replica.siteId,
+      reason,
+    }
+  }
+
+  /** Answers one sync request. */
+  handle(request: Message): Message {
+    if (request.clusterId !== this.deps.clusterId) return this.reject('cluster')
+    const { replica } = this.deps
+    if (request.type === 'sync-start') {
+      this.expire()
+      if (this.sessions.size >= this.options.sessionsMax) return this.reject('busy')
+      const session = this.nextSession++
+      this.sessions.set(session, this.deps.clock.now())
+      this.counters.sessionsStarted++
+      return {
+        type: 'sync-state',
+        clusterId: this.deps.clusterId,
+        sender: replica.siteId,
+        session,
+        haves: replica
+          .originStates()
+          .map((o) => ({ origin: o.siteId, head: o.head, gaps: o.gaps })),
+      }
+    }
+    if (request.type !== 'sync-needs') return this.reject('malformed')
+    if (!this.sessions.has(request.session)) return this.reject('session')
+    this.sessions.set(request.session, this.deps.clock.now())
+    const { chunks, rest, bytes } = this.serve(request.needs, request.maxBytes)
+    if (bytes > 0) this.deps.bucket.take(bytes)
+    this.counters.chunksServed += chunks.length
+    this.counters.bytesServed += bytes
+    return {
+      type: 'sync-chunks',
+      clusterId: this.deps.clusterId,
+      sender: replica.siteId,
+      chunks,
+      rest,
+    }
+  }
+
+  /** Newest first, whole chunks, until the budget is spent. */
+  private serve(
+    needs: readonly Need[],
+    maxBytes: number,
+  ): { chunks: Chunk[]; rest: Need[]; bytes: number } {
+    const { replica, bucket } = this.deps
+    // In debt: serve nothing now; the client asks again later.
+    const budget = bucket.available() <= 0 ? 0 : Math.min(maxBytes, bucket.available())
+    const chunks: Chunk[] = []
+    const rest: Need[] = []
+    let bytes = 0
+    let full = budget <= 0
+    for (const need of needs) {
+      if (full) {
+        rest.push(need)
+        continue
+      }
+      let pendingEmpty: [number, number] | null = null
+      const flushEmpty = (): void => {
+        if (pendingEmpty === null) return
+        chunks.push({ kind: 'empty', origin: need.origin, versions: pendingEmpty, ts: 0 })
+        bytes += 64
+        pendingEmpty = null
+      }
+      for (let v = need.end; v >= need.start; v--) {
+        const cs = replica.changesFor(need.origin, v)
+        if (cs === null) continue // not held here after all (its state changed since)
+        if (cs.changes.length === 0) {
+          if (pendingEmpty !== null && pendingEmpty[0] === v + 1) pendingEmpty[0] = v
+          else {
+            flushEmpty()
+            pendingEmpty = [v, v]
+          }
+          continue
+        }
+        flushEmpty()
+        const fromSeq = v === need.end ? need.fromSeq : 0
+        const parts = chunkVersion(cs, 0, this.options.chunkBytes, fromSeq)
+        let i = 0
+        for (; i < parts.length; i++) {
+          const part = parts[i] as Chunk
+          const size = chunkBytes(part)
+          if (chunks.length > 0 && bytes + size > budget) break
+          chunks.push(part)
+          bytes += size
+        }
+        if (i < parts.length) {
+          const next = parts[i] as Chunk
+          const seq = next.kind === 'full' ? next.seqs[0] : 0
+          rest.push({ origin: need.origin, start: need.start, end: v, fromSeq: seq })
+          full = true
+          break
+        }
+        if (bytes >= budget && v > need.start) {
+          rest.push({ origin: need.origin, start: need.start, end: v - 1, fromSeq: 0 })
+          full = true
+          break
+        }
+      }
+      flushEmpty()
+      if (bytes >= budget) full = true
+    }
+    return { chunks, rest, bytes }
+  }
+}
