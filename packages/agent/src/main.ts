@@ -16,6 +16,8 @@ import { Replica, siteIdHex } from './crdt/replica.ts'
 import { startMembership, type Membership } from './membership/agent-membership.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
+import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
+import { startReplication, type AgentReplication } from './replication/agent-replication.ts'
 import type { SchemaPlan } from './schema/model.ts'
 import { loadSchemaFiles } from './schema/parse-schema.ts'
 import { ReaderPool } from './store/reader-pool.ts'
@@ -26,6 +28,7 @@ export interface Agent {
   readonly apiUrls: readonly string[]
   readonly metrics: AgentMetrics
   readonly membership: Membership
+  readonly replication: AgentReplication
   /** Re-reads the schema files and applies what changed (additions only). */
   reload(): SchemaPlan
   stop(): Promise<void>
@@ -81,7 +84,10 @@ async function listen(api: Api, addr: string): Promise<string> {
 export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
   const log = logger.child({ subsystem: 'agent' })
   mkdirSync(dirname(config.db.path), { recursive: true })
-  const replica = Replica.open(config.db.path, { synchronous: config.db.synchronous })
+  const replica = Replica.open(config.db.path, {
+    synchronous: config.db.synchronous,
+    bufferCellsMax: config.replication.bufferCellsMax,
+  })
   const cleanups: (() => Promise<void> | void)[] = [
     () => {
       replica.close()
@@ -132,6 +138,20 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     cleanups.push(() => membership.stop())
     registerMembershipMetrics(metrics.registry, membership)
 
+    const replication = startReplication(
+      replica,
+      membership,
+      { clusterId: config.gossip.clusterId, options: config.replication },
+      logger,
+    )
+    // Stopped before membership: nothing is sent to peers once we leave.
+    cleanups.push(() => {
+      replication.stop()
+    })
+    registerReplicationMetrics(metrics.registry, replication.replicator, config.replication, () =>
+      replication.linkStats(),
+    )
+
     const apiUrls: string[] = []
     for (const addr of config.api.addrs) {
       const api = buildApi({
@@ -141,7 +161,15 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         metrics,
         logger,
         members: () => membership.members(),
-        health: () => ({ members: membership.memberCounts().alive, p99LagS: 0, queueSize: 0 }),
+        health: () => {
+          const h = replication.replicator.health()
+          return {
+            members: membership.memberCounts().alive,
+            gaps: h.gaps,
+            p99LagS: h.p99LagS,
+            queueSize: h.queueSize,
+          }
+        },
       })
       // Stop accepting, let in-flight requests finish, but not forever.
       cleanups.push(() =>
@@ -198,7 +226,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       },
       'agent started',
     )
-    return { replica, apiUrls, metrics, membership, reload, stop }
+    return { replica, apiUrls, metrics, membership, replication, reload, stop }
   } catch (err) {
     await stop()
     throw err

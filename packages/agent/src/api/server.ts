@@ -38,8 +38,8 @@ export interface ApiDeps {
   readonly config: Config
   readonly metrics: AgentMetrics
   readonly logger: Logger
-  /** Health figures the API cannot compute itself (members, lag, queues: cluster issues). */
-  readonly health?: () => { members: number; p99LagS: number; queueSize: number }
+  /** Health figures from the cluster (members, lag, queues); `gaps` defaults to the replica's. */
+  readonly health?: () => { members: number; p99LagS: number; queueSize: number; gaps?: number }
   /** Every known member, self included (`GET /v1/members`); default: self alone, alive. */
   readonly members?: () => readonly MemberInfo[]
 }
@@ -285,10 +285,10 @@ export function buildApi(deps: ApiDeps) {
       p99Lag: threshold(query, 'p99_lag'),
       maxQueue: threshold(query, 'max_queue') ?? threshold(query, 'queue_size'),
     }
-    const gaps = replica
-      .originStates()
-      .reduce((n, o) => n + o.gaps.reduce((m, [s, e]) => m + e - s + 1, 0), 0)
     const h = deps.health?.() ?? { members: 1, p99LagS: 0, queueSize: 0 }
+    const gaps =
+      h.gaps ??
+      replica.originStates().reduce((n, o) => n + o.gaps.reduce((m, [s, e]) => m + e - s + 1, 0), 0)
     const response = { gaps, members: h.members, p99_lag: h.p99LagS, queue_size: h.queueSize }
     const failed: string[] = []
     if (limits.gaps !== undefined && gaps > limits.gaps)

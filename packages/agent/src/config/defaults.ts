@@ -44,3 +44,56 @@ export const READER_BATCHES_IN_FLIGHT_MAX = 4
 
 /** On SIGTERM/SIGINT: how long in-flight requests may take before the agent exits anyway. */
 export const SHUTDOWN_GRACE_MS = 10_000
+
+/** `[subscriptions] max_subscriptions`: live subscriptions; beyond it a new one is a 503. */
+export const SUBS_MAX = 1000
+/**
+ * `[subscriptions] max_listeners`: open subscription and update streams together; beyond it a
+ * new stream is a 503.
+ */
+export const SUBS_LISTENERS_MAX = 1024
+/**
+ * `[subscriptions] max_listener_lag`: changes a listener may be behind its subscription (or
+ * notifications queued for an update stream) before it gets an error event and is cut off.
+ */
+export const SUBS_LISTENER_LAG_MAX = 5_000
+/**
+ * `[subscriptions] max_history`: change events kept per subscription for `from=` resumes;
+ * older ones are deleted and resuming before them answers 410.
+ */
+export const SUBS_HISTORY_MAX = 10_000
+/**
+ * `[subscriptions] max_pending_keys`: changed primary keys waiting to be matched, agent-wide.
+ * Beyond it the table's subscriptions fall back to one full re-evaluation (exact, bounded).
+ */
+export const SUBS_PENDING_KEYS_MAX = 100_000
+/** Changed keys one subscription may hold before it, too, falls back to a full re-evaluation. */
+export const SUBS_SUBSCRIPTION_PENDING_KEYS_MAX = 10_000
+/** `[subscriptions] idle_timeout_ms`: a subscription with no listener is dropped after this. */
+export const SUBS_IDLE_TIMEOUT_MS = 600_000
+/**
+ * `[subscriptions] eval_timeout_ms`: one evaluation (a query restricted to changed keys, or a
+ * full re-run) running longer fails its subscription instead of holding up the others.
+ */
+export const SUBS_EVAL_TIMEOUT_MS = 30_000
+/** `[subscriptions] reader_threads`: reader processes that evaluate subscriptions. */
+export const SUBS_READER_THREADS = 1
+/**
+ * `[subscriptions] full_eval_interval_ms`: shortest time between two full re-evaluations of
+ * one subscription that can only be maintained by re-running it (aggregates, subqueries...).
+ */
+export const SUBS_FULL_EVAL_INTERVAL_MS = 200
+/** `[subscriptions] batch_ms`: changed keys are collected this long before they are matched. */
+export const SUBS_BATCH_MS = 5
+/** Keys (or key prefixes) bound into one restricted evaluation query. */
+export const SUBS_EVAL_KEYS_MAX = 500
+/** Bytes of NDJSON handed to a listener's socket at once; with one chunk queued, its buffer cap. */
+export const SUBS_STREAM_CHUNK_BYTES = 64 * 1024
+/** Change events of each subscription kept in memory for listeners near the head. */
+export const SUBS_RECENT_CHANGES = 1024
+/** A listener cut off for being slow that has not taken its error event by then is closed. */
+export const SUBS_CUT_GRACE_MS = 1000
+/** Wait before retrying an evaluation the reader pool refused as overloaded. */
+export const SUBS_RETRY_MS = 50
+/** Failed or dropped subscription ids remembered to explain a later GET (oldest forgotten). */
+export const SUBS_TOMBSTONES_MAX = 1000

@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
+import { BUFFER_CELLS_MAX } from '../crdt/replica.ts'
+import { DEFAULT_REPLICATION, type ReplicationOptions } from '../replication/options.ts'
 import {
   LAN_PROFILE,
   MIN_PACKET_BYTES,
@@ -23,6 +25,16 @@ import {
   DEFAULT_API_ADDR,
   DEFAULT_CLUSTER_ID,
   DEFAULT_GOSSIP_ADDR,
+  SUBS_BATCH_MS,
+  SUBS_EVAL_TIMEOUT_MS,
+  SUBS_FULL_EVAL_INTERVAL_MS,
+  SUBS_HISTORY_MAX,
+  SUBS_IDLE_TIMEOUT_MS,
+  SUBS_LISTENER_LAG_MAX,
+  SUBS_LISTENERS_MAX,
+  SUBS_MAX,
+  SUBS_PENDING_KEYS_MAX,
+  SUBS_READER_THREADS,
 } from './defaults.ts'
 
 export class ConfigError extends Error {
@@ -31,6 +43,8 @@ export class ConfigError extends Error {
 }
 
 export interface Config {
+  /** Broadcast, apply and sync settings (`[gossip]` rate keys and `[perf]`). */
+  readonly replication: ReplicationOptions & { readonly bufferCellsMax: number }
   readonly db: {
     readonly path: string
     readonly schemaPaths: readonly string[]
@@ -57,6 +71,22 @@ export interface Config {
     /** Every membership parameter: the profile's, with the `[gossip]` overrides applied. */
     readonly swim: SwimOptions
   }
+  readonly subscriptions: {
+    /** Directory of the subscriptions database (`[db] subscriptions_path`). */
+    readonly path: string
+    readonly maxSubscriptions: number
+    readonly maxListeners: number
+    readonly maxListenerLag: number
+    readonly maxHistory: number
+    readonly maxPendingKeys: number
+    readonly idleTimeoutMs: number
+    readonly evalTimeoutMs: number
+    readonly readerThreads: number
+    /** Accept queries that can only be maintained by re-running them whole. */
+    readonly fullReevaluation: boolean
+    readonly fullEvalIntervalMs: number
+    readonly batchMs: number
+  }
   readonly admin: { readonly path: string }
   readonly telemetry: { readonly prometheusAddr: string | null }
   readonly log: { readonly format: 'plaintext' | 'json'; readonly colors: boolean }
@@ -70,7 +100,6 @@ export interface LoadedConfig {
 
 /** Corrosion keys accepted (so a Corrosion config starts) but not implemented yet. */
 const CORROSION_UNIMPLEMENTED = new Set([
-  'db.subscriptions_path',
   'db.cache_size_kib',
   'api.endpoint_name',
   'api.pg',
@@ -84,7 +113,21 @@ const CORROSION_UNIMPLEMENTED = new Set([
   'gossip.compression',
   'gossip.broadcast',
   'telemetry.open-telemetry',
-  'perf',
+  'perf.apply_channel_len',
+  'perf.changes_channel_len',
+  'perf.empties_channel_len',
+  'perf.bcast_channel_len',
+  'perf.clearbuf_channel_len',
+  'perf.to_send_channel_len',
+  'perf.notifications_channel_len',
+  'perf.schedule_channel_len',
+  'perf.foca_channel_len',
+  'perf.apply_queue_timeout',
+  'perf.apply_queue_step_base',
+  'perf.apply_queue_batch_threshold_ratio',
+  'perf.partial_retry_backoff',
+  'perf.wal_threshold_mb',
+  'perf.sql_tx_timeout',
   'consul',
   'reaper',
 ])
@@ -139,12 +182,76 @@ const swimOverrides = {
   relays_max: positiveInt.optional(),
 }
 
+/**
+ * `[perf]`: queue caps, apply batching and sync settings. Corrosion's names where Corrosion has
+ * the setting (its backoffs are in seconds); Patina's own keys end in their unit.
+ */
+const perfSchema = z
+  .strictObject({
+    processing_queue_len: positiveInt.optional(),
+    apply_queue_min_batch_size: positiveInt.optional(),
+    apply_queue_max_batch_size: positiveInt.optional(),
+    min_sync_backoff: z.number().positive().optional(),
+    max_sync_backoff: z.number().positive().optional(),
+    apply_queue_bytes_max: positiveInt.optional(),
+    apply_target_ms: positiveInt.optional(),
+    broadcast_queue_bytes_max: positiveInt.optional(),
+    broadcast_fanout: positiveInt.optional(),
+    broadcast_transmissions: nonNegativeInt.optional(),
+    chunk_bytes: z.number().int().min(1024).optional(),
+    sync_sessions_max: positiveInt.optional(),
+    sync_serve_sessions_max: positiveInt.optional(),
+    sync_reply_bytes: z.number().int().min(1024).optional(),
+    sync_rounds_max: positiveInt.optional(),
+    sync_timeout_ms: positiveInt.optional(),
+    buffered_cells_max: positiveInt.optional(),
+  })
+  .default({})
+
+type PerfSection = z.infer<typeof perfSchema>
+
+/** Replication settings: the defaults with the file's `[gossip]` rate keys and `[perf]`. */
+function replicationOptions(
+  gossip: {
+    rate_limit_bytes_per_sec?: number | undefined
+    rate_limit_burst_bytes?: number | undefined
+  },
+  p: PerfSection,
+): ReplicationOptions & { bufferCellsMax: number } {
+  const d = DEFAULT_REPLICATION
+  return {
+    ...d,
+    rateBytesPerSec: gossip.rate_limit_bytes_per_sec ?? d.rateBytesPerSec,
+    burstBytes: gossip.rate_limit_burst_bytes ?? d.burstBytes,
+    broadcastQueueMax: p.processing_queue_len ?? d.broadcastQueueMax,
+    applyQueueMax: p.processing_queue_len ?? d.applyQueueMax,
+    applyBatchMin: p.apply_queue_min_batch_size ?? d.applyBatchMin,
+    applyBatchMax: p.apply_queue_max_batch_size ?? d.applyBatchMax,
+    syncIntervalMs: p.min_sync_backoff === undefined ? d.syncIntervalMs : p.min_sync_backoff * 1000,
+    syncIntervalMaxMs:
+      p.max_sync_backoff === undefined ? d.syncIntervalMaxMs : p.max_sync_backoff * 1000,
+    applyQueueBytesMax: p.apply_queue_bytes_max ?? d.applyQueueBytesMax,
+    applyTargetMs: p.apply_target_ms ?? d.applyTargetMs,
+    broadcastQueueBytesMax: p.broadcast_queue_bytes_max ?? d.broadcastQueueBytesMax,
+    fanout: p.broadcast_fanout ?? d.fanout,
+    maxTransmissions: p.broadcast_transmissions ?? d.maxTransmissions,
+    chunkBytes: p.chunk_bytes ?? d.chunkBytes,
+    syncClientSessionsMax: p.sync_sessions_max ?? d.syncClientSessionsMax,
+    syncServerSessionsMax: p.sync_serve_sessions_max ?? d.syncServerSessionsMax,
+    syncReplyBytes: p.sync_reply_bytes ?? d.syncReplyBytes,
+    syncRoundsMax: p.sync_rounds_max ?? d.syncRoundsMax,
+    syncTimeoutMs: p.sync_timeout_ms ?? d.syncTimeoutMs,
+    bufferCellsMax: p.buffered_cells_max ?? BUFFER_CELLS_MAX,
+  }
+}
+
 const schema = z.strictObject({
   db: z.strictObject({
     path: z.string().min(1),
     schema_paths: z.array(z.string().min(1)).default([]),
     synchronous: z.enum(['normal', 'full']).default('normal'),
     reader_threads: z.number().int().min(1).max(64).default(DB_READER_THREADS),
+    subscriptions_path: z.string().min(1).optional(),
   }),
   api: z
     .strictObject({
@@ -171,6 +278,8 @@ const schema = z.strictObject({
       plaintext: z.boolean().default(false),
       cluster_id: z.number().int().min(0).max(0xffff).default(DEFAULT_CLUSTER_ID),
       profile: z.enum(['lan', 'wan']).default('lan'),
+      rate_limit_bytes_per_sec: positiveInt.optional(),
+      rate_limit_burst_bytes: positiveInt.optional(),
       ...swimOverrides,
     })
     .default({
@@ -180,6 +289,34 @@ const schema = z.strictObject({
       cluster_id: DEFAULT_CLUSTER_ID,
       profile: 'lan',
     }),
+  subscriptions: z
+    .strictObject({
+      max_subscriptions: positiveInt.default(SUBS_MAX),
+      max_listeners: positiveInt.default(SUBS_LISTENERS_MAX),
+      max_listener_lag: positiveInt.default(SUBS_LISTENER_LAG_MAX),
+      max_history: positiveInt.default(SUBS_HISTORY_MAX),
+      max_pending_keys: positiveInt.default(SUBS_PENDING_KEYS_MAX),
+      idle_timeout_ms: nonNegativeInt.default(SUBS_IDLE_TIMEOUT_MS),
+      eval_timeout_ms: nonNegativeInt.default(SUBS_EVAL_TIMEOUT_MS),
+      reader_threads: z.number().int().min(1).max(64).default(SUBS_READER_THREADS),
+      full_reevaluation: z.boolean().default(true),
+      full_eval_interval_ms: nonNegativeInt.default(SUBS_FULL_EVAL_INTERVAL_MS),
+      batch_ms: nonNegativeInt.default(SUBS_BATCH_MS),
+    })
+    .default({
+      max_subscriptions: SUBS_MAX,
+      max_listeners: SUBS_LISTENERS_MAX,
+      max_listener_lag: SUBS_LISTENER_LAG_MAX,
+      max_history: SUBS_HISTORY_MAX,
+      max_pending_keys: SUBS_PENDING_KEYS_MAX,
+      idle_timeout_ms: SUBS_IDLE_TIMEOUT_MS,
+      eval_timeout_ms: SUBS_EVAL_TIMEOUT_MS,
+      reader_threads: SUBS_READER_THREADS,
+      full_reevaluation: true,
+      full_eval_interval_ms: SUBS_FULL_EVAL_INTERVAL_MS,
+      batch_ms: SUBS_BATCH_MS,
+    }),
+  perf: perfSchema,
   admin: z.strictObject({ path: z.string().min(1).optional() }).optional(),
   telemetry: z
     .strictObject({ prometheus: z.strictObject({ addr: hostPort }).optional() })
@@ -262,6 +399,29 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
         `(${swim.joinRetryBaseMs} > ${swim.joinRetryMaxMs})`,
     )
   }
+  const replication = replicationOptions(c.gossip, c.perf)
+  const order: [string, number, string, number][] = [
+    [
+      'perf.min_sync_backoff',
+      replication.syncIntervalMs,
+      'max_sync_backoff',
+      replication.syncIntervalMaxMs,
+    ],
+    [
+      'perf.apply_queue_min_batch_size',
+      replication.applyBatchMin,
+      'apply_queue_max_batch_size',
+      replication.applyBatchMax,
+    ],
+    ['perf.chunk_bytes', replication.chunkBytes, 'sync_reply_bytes', replication.syncReplyBytes],
+  ]
+  for (const [key, low, other, high] of order) {
+    if (low > high) {
+      throw new ConfigError(
+        `${source}: config key "${key}": must not exceed ${other} (${low} > ${high})`,
+      )
+    }
+  }
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
   const dbPath = abs(c.db.path)
   const config: Config = {
@@ -280,6 +440,7 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
       maxStatements: c.api.max_statements,
       queryTimeoutMs: c.api.query_timeout_ms,
     },
+    replication,
     gossip: {
       addr: c.gossip.addr,
       bootstrap: c.gossip.bootstrap,
@@ -287,6 +448,20 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
       clusterId: c.gossip.cluster_id,
       profile: c.gossip.profile,
       swim,
+    },
+    subscriptions: {
+      path: abs(c.db.subscriptions_path ?? join(dirname(dbPath), 'subscriptions')),
+      maxSubscriptions: c.subscriptions.max_subscriptions,
+      maxListeners: c.subscriptions.max_listeners,
+      maxListenerLag: c.subscriptions.max_listener_lag,
+      maxHistory: c.subscriptions.max_history,
+      maxPendingKeys: c.subscriptions.max_pending_keys,
+      idleTimeoutMs: c.subscriptions.idle_timeout_ms,
+      evalTimeoutMs: c.subscriptions.eval_timeout_ms,
+      readerThreads: c.subscriptions.reader_threads,
+      fullReevaluation: c.subscriptions.full_reevaluation,
+      fullEvalIntervalMs: c.subscriptions.full_eval_interval_ms,
+      batchMs: c.subscriptions.batch_ms,
     },
     admin: { path: abs(c.admin?.path ?? join(dirname(dbPath), 'admin.sock')) },
     telemetry: { prometheusAddr: c.telemetry?.prometheus?.addr ?? null },

@@ -13,7 +13,12 @@
 import type { Logger } from 'pino'
 import { parseAddr } from '../transport/address.ts'
 import { UdpTransport, type DatagramStats } from '../transport/datagram.ts'
-import { TcpStreamTransport, type StreamListener, type StreamStats } from '../transport/stream.ts'
+import {
+  TcpStreamTransport,
+  type FramedConnection,
+  type StreamListener,
+  type StreamStats,
+} from '../transport/stream.ts'
 import { systemClock, systemRandom } from './components.ts'
 import { LAN_PROFILE, WAN_PROFILE, type SwimOptions } from './defaults.ts'
 import type { MemberInfo, MemberState } from './member.ts'
@@ -21,6 +26,9 @@ import { Swim, type SwimStats } from './swim.ts'
 
 /** First byte of a stream's first frame: what the connection is for. */
 export const STREAM_PUSH_PULL = 1
+
+/** Takes over an accepted connection whose first frame named a registered stream kind. */
+export type StreamHandler = (connection: FramedConnection, firstFrame: Uint8Array) => void
 
 /** Attempts at binding UDP and TCP on the same free port when the configured port is 0. */
 const PORT_ZERO_ATTEMPTS = 8
@@ -45,6 +53,13 @@ export interface Membership {
   /** The bound gossip address, as other members reach it. */
   readonly addr: string
   readonly swim: Swim
+  /** The stream transport, for other subsystems' outbound connections to the same port. */
+  readonly streams: TcpStreamTransport
+  /**
+   * Hands accepted connections whose first frame starts with `kind` to `handler` (replication
+   * registers its broadcast and sync streams here: one port serves everything).
+   */
+  registerStream(kind: number, handler: StreamHandler): void
   members(): MemberInfo[]
   memberCounts(): Readonly<Record<MemberState, number>>
   stats(): SwimStats
@@ -103,6 +118,7 @@ export async function startMembership(
   const profile = config.options ?? (config.profile === 'wan' ? WAN_PROFILE : LAN_PROFILE)
   const streams = new TcpStreamTransport()
   let swim: Swim | null = null
+  const handlers = new Map<number, StreamHandler>()
 
   const { udp, listener } = await bindBoth(config.addr, streams, (conn) => {
     const timer = setTimeout(() => {
@@ -110,9 +126,15 @@ export async function startMembership(
     }, profile.pushPullTimeoutMs)
     timer.unref()
     void (async () => {
+      let handedOver = false
       try {
         for await (const frame of conn.frames()) {
-          if (frame[0] === STREAM_PUSH_PULL && swim !== null) {
+          const handler = handlers.get(frame[0] ?? -1)
+          if (handler !== undefined) {
+            clearTimeout(timer)
+            handedOver = true
+            handler(conn, frame)
+          } else if (frame[0] === STREAM_PUSH_PULL && swim !== null) {
             const answer = swim.handlePushPull(conn.remoteAddr, frame.subarray(1))
             if (answer !== null) await conn.send(answer)
           }
@@ -122,7 +144,7 @@ export async function startMembership(
         log.debug({ err, peer: conn.remoteAddr }, 'push-pull connection failed')
       } finally {
         clearTimeout(timer)
-        conn.close()
+        if (!handedOver) conn.close()
       }
     })()
   })
@@ -179,6 +201,10 @@ export async function startMembership(
   return {
     addr,
     swim: s,
+    streams,
+    registerStream: (kind, handler) => {
+      handlers.set(kind, handler)
+    },
     members: () => s.members(),
     memberCounts: () => s.memberCounts(),
     stats: () => s.stats(),

@@ -29,6 +29,8 @@ export interface ReplicationClusterOptions {
   readonly dir: string
   /** Schema SQL every node starts with. */
   readonly schema: string
+  /** Per-node schema at start, when some nodes run another version (default: `schema`). */
+  readonly schemaFor?: (index: number) => string
   readonly clusterId?: number
   readonly swim?: Partial<SwimOptions>
   readonly replication?: Partial<ReplicationOptions>
@@ -87,7 +89,8 @@ export class ReplicationCluster {
     const replica = Replica.open(join(this.config.dir, `node-${index}.db`), {
       siteId: hexBytes(actorId),
     })
-    replica.applySchema([{ path: 'schema.sql', sql: this.config.schema }])
+    const sql = this.config.schemaFor?.(index) ?? this.config.schema
+    replica.applySchema([{ path: 'schema.sql', sql }])
     let epoch = SIM_EPOCH_BASE + Math.floor(ctx.startedAtMs)
     const last = this.lastEpoch.get(ctx.addr)
     if (last !== undefined && epoch <= last) epoch = last + 1
