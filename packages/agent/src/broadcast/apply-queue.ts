@@ -36,6 +36,11 @@ export interface ApplyQueueDeps {
   elapsedMs(): number
   /** Applies a batch; must not throw. */
   apply(batch: readonly QueuedChunk[]): void
+  /**
+   * Runs `fn` as soon as the event loop is free (setImmediate in the agent: a 0 ms timer waits
+   * about 1 ms in Node.js, which is most of a loopback propagation). Default: a 0 ms timer.
+   */
+  defer?(fn: () => void): void
 }
 
 export interface Reservation {
@@ -60,6 +65,7 @@ export class ApplyQueue {
   private bytes = 0
   private batchSize: number
   private timer: TimerId | null = null
+  private scheduled = false
   private reserved = 0
   private waiters: { bytes: number; resolve: (r: Reservation) => void }[] = []
   private stopped = false
@@ -158,11 +164,15 @@ export class ApplyQueue {
   }
 
   private schedule(): void {
-    if (this.timer !== null || this.items.length === 0 || this.stopped) return
-    this.timer = this.deps.clock.setTimer(0, () => {
+    if (this.scheduled || this.items.length === 0 || this.stopped) return
+    this.scheduled = true
+    const run = (): void => {
       this.timer = null
+      this.scheduled = false
       this.drain()
-    })
+    }
+    if (this.deps.defer === undefined) this.timer = this.deps.clock.setTimer(0, run)
+    else this.deps.defer(run)
   }
 
   /** Applies one batch, then schedules the next (other work runs in between). */

@@ -83,6 +83,9 @@ export function startReplication(
       random: systemRandom(),
       wallNow: () => Date.now(),
       elapsedMs: () => performance.now(),
+      defer: (fn) => {
+        setImmediate(fn)
+      },
       clusterId: config.clusterId,
       peers: () =>
         membership

@@ -37,6 +37,8 @@ export interface ReplicatorDeps {
   /** Sends one encoded change message to a peer (fire and forget; may be lost). */
   sendBroadcast(addr: string, bytes: Uint8Array): void
   openSession(addr: string): SyncSession
+  /** Runs `fn` as soon as the event loop is free (see ApplyQueueDeps.defer); optional. */
+  defer?(fn: () => void): void
   /** For logs; optional. */
   onEvent?(event: ReplicationEvent): void
 }
@@ -129,6 +131,13 @@ export class Replicator {
         apply: (batch) => {
           this.applyBatch(batch)
         },
+        ...(deps.defer === undefined
+          ? {}
+          : {
+              defer: (fn: () => void) => {
+                deps.defer?.(fn)
+              },
+            }),
       },
       {
         queueMax: options.applyQueueMax,

@@ -118,21 +118,16 @@ export class SyncClient {
     })
   }
 
+  /**
+   * One round: a session with one random live peer. Rounds overlap only when a session outlasts
+   * the interval, up to `sessionsMax`.
+   */
   private async tick(): Promise<void> {
     const peers = this.deps.peers()
-    const runs: Promise<boolean>[] = []
-    const free = this.options.sessionsMax - this.running
-    const order = [...peers]
-    for (let i = 0; i < Math.min(free, order.length); i++) {
-      const j = i + this.deps.random.int(order.length - i)
-      const peer = order[j] as Peer
-      order[j] = order[i] as Peer
-      order[i] = peer
-      runs.push(this.syncWith(peer))
-      // One session per tick unless the first is already known to find work.
-      break
+    let found = false
+    if (peers.length > 0 && this.running < this.options.sessionsMax) {
+      found = await this.syncWith(peers[this.deps.random.int(peers.length)] as Peer)
     }
-    const found = (await Promise.all(runs)).some(Boolean)
     this.interval =
       found || this.deps.behind()
         ? this.options.intervalMs
