@@ -1,1 +1,2 @@
 export const PROTOCOL_VERSION = 1
+export * from './api.ts'
