@@ -134,11 +134,20 @@ export function startReplication(
   })
   membership.registerStream(STREAM_SYNC, (conn) => {
     void (async () => {
+      // A client runs one session per stream and closes the stream when done: the sessions
+      // opened here end with it (otherwise they would hold a serving slot until they expire).
+      const sessions: number[] = []
+      const opened = (session: number): void => {
+        sessions.push(session)
+      }
       try {
-        for await (const frame of conn.frames()) await conn.send(replicator.onSyncRequest(frame))
+        for await (const frame of conn.frames()) {
+          await conn.send(replicator.onSyncRequest(frame, opened))
+        }
       } catch (err) {
         log.debug({ err, peer: conn.remoteAddr }, 'sync stream ended')
       } finally {
+        for (const session of sessions) replicator.endSyncSession(session)
         conn.close()
       }
     })()

@@ -266,8 +266,12 @@ export class Replicator {
     this.broadcaster.enqueue(bytes, [siteIdHex(m.sender)])
   }
 
-  /** A sync request from a peer; returns the encoded answer. */
-  onSyncRequest(bytes: Uint8Array): Uint8Array {
+  /**
+   * A sync request from a peer; returns the encoded answer. `opened` is told the id of a session
+   * the request started, so that the caller can end it with `endSyncSession` when the peer is
+   * gone.
+   */
+  onSyncRequest(bytes: Uint8Array, opened?: (session: number) => void): Uint8Array {
     const decoded = decodeMessage(bytes)
     let reply: Message
     if (!decoded.ok) {
@@ -279,8 +283,14 @@ export class Replicator {
       }
     } else {
       reply = this.server.handle(decoded.message)
+      if (reply.type === 'sync-state') opened?.(reply.session)
     }
     return encodeMessage(reply)
+  }
+
+  /** A served sync session is over (its stream closed): it no longer counts against the cap. */
+  endSyncSession(session: number): void {
+    this.server.end(session)
   }
 
   private applyBatch(batch: readonly QueuedChunk[]): void {

@@ -168,7 +168,8 @@ export class SyncClient {
             clusterId: this.deps.clusterId,
             sender: this.deps.replica.siteId,
             session: state.session,
-            maxBytes: this.options.replyBytes,
+            // The queue may hold less than a full reply (its cap is below replyBytes).
+            maxBytes: reservation.bytes,
             needs: ask,
           })
           if (reply.type !== 'sync-chunks') {
@@ -183,6 +184,15 @@ export class SyncClient {
         if (reply.chunks.length === 0) break // the peer is out of budget: next time
         needs = [...reply.rest, ...later]
       }
+      // Goodbye: frees the peer's session slot at once (not awaited; a lost one expires).
+      void this.exchange(session, {
+        type: 'sync-needs',
+        clusterId: this.deps.clusterId,
+        sender: this.deps.replica.siteId,
+        session: state.session,
+        maxBytes: 0,
+        needs: [],
+      }).catch(() => undefined)
       return found
     } catch (err) {
       this.counters.sessionsFailed++

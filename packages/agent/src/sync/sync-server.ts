@@ -4,7 +4,9 @@
  * them newest first, cut into chunks, up to the byte budget it named and what the node's
  * byte-rate bucket allows; what did not fit comes back as `rest`. Any origin's versions are
  * served, not only this node's. Versions whose cells were all overwritten since are sent as
- * empty ranges. Sessions are capped; a session idle for `sessionIdleMs` is forgotten.
+ * empty ranges. Sessions are capped; a session ends when the client asks for nothing (its
+ * goodbye), when the stream it was opened on closes (`end()`), or once idle for
+ * `sessionIdleMs`.
  */
 import type { Replica } from '../crdt/replica.ts'
 import type { Clock } from '../membership/components.ts'
@@ -62,6 +64,14 @@ export class SyncServer {
     }
   }
 
+  /**
+   * The client is gone (the agent calls this when the stream a session was opened on closes):
+   * the session stops counting against the cap at once instead of after `sessionIdleMs`.
+   */
+  end(session: number): void {
+    this.sessions.delete(session)
+  }
+
   private expire(): void {
     const now = this.deps.clock.now()
     for (const [id, last] of this.sessions) {
@@ -101,6 +111,17 @@ export class SyncServer {
     }
     if (request.type !== 'sync-needs') return this.reject('malformed')
     if (!this.sessions.has(request.session)) return this.reject('session')
+    if (request.needs.length === 0) {
+      // Asking for nothing ends the session (the client says goodbye).
+      this.end(request.session)
+      return {
+        type: 'sync-chunks',
+        clusterId: this.deps.clusterId,
+        sender: replica.siteId,
+        chunks: [],
+        rest: [],
+      }
+    }
     this.sessions.set(request.session, this.deps.clock.now())
     const { chunks, rest, bytes } = this.serve(request.needs, request.maxBytes)
     if (bytes > 0) this.deps.bucket.take(bytes)

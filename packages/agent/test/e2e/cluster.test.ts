@@ -15,21 +15,18 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes, randomInt } from 'node:crypto'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { LAN_PROFILE } from '../../src/membership/defaults.ts'
 import { suspicionBounds } from '../../src/membership/suspicion.ts'
+import { REPO_ROOT, startAgent as start, waitExit, waitFor, type AgentProcess } from './agents.ts'
 import { freePort } from './ports.ts'
 
-const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
-const BIN = join(REPO_ROOT, 'packages/agent/bin/patina.js')
 const NODES = 5
-const START_TIMEOUT_MS = 15_000
 const STOP_TIMEOUT_MS = 10_000
 const FORMATION_TIMEOUT_MS = 20_000
 const FUZZ_PACKETS = 2000
@@ -53,14 +50,7 @@ interface Member {
   rtt_ms: number | null
 }
 
-interface Node {
-  readonly name: string
-  readonly cfg: string
-  readonly api: string
-  readonly gossipPort: number
-  child: ChildProcess | null
-  output: string
-}
+type Node = AgentProcess
 
 let dir = ''
 const nodes: Node[] = []
@@ -71,72 +61,10 @@ function node(i: number): Node {
   return n
 }
 
-function start(n: Node): Promise<void> {
-  const child = spawn(process.execPath, [BIN, 'agent', '-c', n.cfg], {
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  n.child = child
-  const ready = `patina agent: API at ${n.api}\n`
-  let seen = ''
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`${n.name} did not start within ${START_TIMEOUT_MS} ms:\n${seen}`))
-    }, START_TIMEOUT_MS)
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      seen += chunk
-      n.output += chunk
-      if (seen.includes(ready)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (n.output += chunk))
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`${n.name} exited (${code ?? signal ?? '?'}) before starting:\n${seen}`))
-    })
-  })
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`pid ${child.pid ?? '?'} did not exit within ${ms} ms`))
-    }, ms)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-  })
-}
-
 async function members(n: Node): Promise<Member[]> {
   const res = await fetch(`${n.api}/v1/members`)
   assert.equal(res.status, 200)
   return (await res.json()) as Member[]
-}
-
-/** Polls `check` until it returns true; fails with `describe()` after `ms`. */
-async function waitFor(
-  what: string,
-  ms: number,
-  check: () => Promise<boolean>,
-  describe: () => Promise<string>,
-): Promise<number> {
-  const started = performance.now()
-  for (;;) {
-    try {
-      if (await check()) return performance.now() - started
-    } catch {
-      // not answering yet: keep polling
-    }
-    if (performance.now() - started > ms) {
-      assert.fail(`${what} not within ${ms} ms:\n${await describe().catch(String)}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
 }
 
 async function views(list: readonly Node[]): Promise<string> {

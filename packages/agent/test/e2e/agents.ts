@@ -1,0 +1,87 @@
+/**
+ * Real `patina agent` processes for the e2e tests: start one from its config file (the built bin,
+ * so run `npx tsc -b` first), wait for it to exit, and poll a condition with a bound.
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
+export const BIN = join(REPO_ROOT, 'packages/agent/bin/patina.js')
+const START_TIMEOUT_MS = 15_000
+
+export interface AgentProcess {
+  readonly name: string
+  /** Config file; the agent runs in its directory. */
+  readonly cfg: string
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
+  readonly api: string
+  readonly gossipPort: number
+  child: ChildProcess | null
+  /** Everything the agent wrote on stdout and stderr, over all its starts. */
+  output: string
+}
+
+/** Starts the agent; resolves once its stdout says the API is listening. */
+export function startAgent(n: AgentProcess): Promise<void> {
+  const child = spawn(process.execPath, [BIN, 'agent', '-c', n.cfg], {
+    cwd: dirname(n.cfg),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  n.child = child
+  const ready = `patina agent: API at ${n.api}\n`
+  let seen = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`${n.name} did not start within ${START_TIMEOUT_MS} ms:\n${seen}`))
+    }, START_TIMEOUT_MS)
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      seen += chunk
+      n.output += chunk
+      if (seen.includes(ready)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (n.output += chunk))
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      reject(new Error(`${n.name} exited (${code ?? signal ?? '?'}) before starting:\n${seen}`))
+    })
+  })
+}
+
+export function waitExit(child: ChildProcess, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`pid ${child.pid ?? '?'} did not exit within ${ms} ms`))
+    }, ms)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
+/** Polls `check` until it returns true; fails with `describe()` after `ms`. */
+export async function waitFor(
+  what: string,
+  ms: number,
+  check: () => Promise<boolean>,
+  describe: () => Promise<string>,
+): Promise<number> {
+  const started = performance.now()
+  for (;;) {
+    try {
+      if (await check()) return performance.now() - started
+    } catch {
+      // not answering yet: keep polling
+    }
+    if (performance.now() - started > ms) {
+      assert.fail(`${what} not within ${ms} ms:\n${await describe().catch(String)}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
