@@ -44,6 +44,8 @@ export interface ApplyQueueDeps {
 }
 
 export interface Reservation {
+  /** Room held: what was asked for, at most the queue's byte cap. Ask for no bigger reply. */
+  readonly bytes: number
   release(): void
 }
 
@@ -113,9 +115,10 @@ export class ApplyQueue {
   }
 
   /**
-   * Reserves room for `bytes` (sync calls it before each request, so that what the reply brings
-   * fits under the cap); resolves when the room is there. Sync offers then go in without a
-   * check; `release()` gives the reservation back once the reply is queued.
+   * Reserves room for `bytes`, at most the cap (sync calls it before each request and asks for
+   * a reply no bigger than the reservation's `bytes`, so that what the reply brings fits under
+   * the cap); resolves when the room is there. Sync offers then go in without a check;
+   * `release()` gives the reservation back once the reply is queued.
    */
   reserve(bytes: number): Promise<Reservation> {
     const want = Math.min(bytes, this.options.queueBytesMax)
@@ -129,6 +132,7 @@ export class ApplyQueue {
     this.reserved += bytes
     let released = false
     return {
+      bytes,
       release: () => {
         if (released) return
         released = true

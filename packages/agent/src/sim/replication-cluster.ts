@@ -11,6 +11,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { Replica, siteIdHex } from '../crdt/replica.ts'
 import type { Statement, TransactionResult } from '../crdt/replica.ts'
+import type { Clock } from '../membership/components.ts'
 import { LAN_PROFILE, type SwimOptions } from '../membership/defaults.ts'
 import { Swim } from '../membership/swim.ts'
 import type { Peer } from '../broadcast/broadcaster.ts'
@@ -118,10 +119,24 @@ export class ReplicationCluster {
         .members()
         .filter((m) => m.state === 'alive' && m.actorId !== actorId)
         .map((m) => ({ actorId: m.actorId, addr: m.addr }))
+    // The replicator settles promises in its timer callbacks (an apply-queue reservation is
+    // granted when a batch is applied): their continuations run at that virtual time, as they
+    // would in Node.js, not whenever the run loop next happens to yield.
+    const clock: Clock = {
+      now: () => ctx.clock.now(),
+      setTimer: (ms, fn) =>
+        ctx.clock.setTimer(ms, () => {
+          fn()
+          this.sim.scheduler.requestDrain()
+        }),
+      clearTimer: (id) => {
+        ctx.clock.clearTimer(id)
+      },
+    }
     const replicator = new Replicator(
       {
         replica,
-        clock: ctx.clock,
+        clock,
         random: ctx.random,
         wallNow: () => SIM_EPOCH_BASE + this.sim.now(),
         elapsedMs: () => this.sim.now(),
