@@ -21,6 +21,11 @@ export interface SyncSession {
   close(): void
 }
 
+/** Wait before asking again a peer that answered nothing (it is at its byte-rate cap). */
+const EMPTY_REPLY_WAIT_MS = 100
+/** How many such waits one session makes before it gives up until the next round. */
+const EMPTY_REPLY_WAITS_MAX = 100
+
 export interface SyncClientOptions {
   readonly intervalMs: number
   readonly intervalMaxMs: number
@@ -155,6 +160,7 @@ export class SyncClient {
       this.deps.onHaves(state.haves)
       let needs = this.needsFrom(state.haves)
       const found = needs.length > 0
+      let waits = 0
       for (let round = 0; round < this.options.roundsMax && needs.length > 0; round++) {
         if (this.abort.signal.aborted) break
         const ask = needs.slice(0, this.options.needsPerRequest)
@@ -181,8 +187,15 @@ export class SyncClient {
           reservation.release()
         }
         this.counters.chunksReceived += reply.chunks.length
-        if (reply.chunks.length === 0) break // the peer is out of budget: next time
         needs = [...reply.rest, ...later]
+        if (reply.chunks.length === 0) {
+          // The peer is at its byte-rate cap: wait a little and ask again in this session (a
+          // new session only starts a sync interval later, which would pace catching up far
+          // below the cap), a bounded number of times.
+          if (reply.rest.length === 0 || ++waits > EMPTY_REPLY_WAITS_MAX) break
+          round--
+          await this.sleep(EMPTY_REPLY_WAIT_MS)
+        }
       }
       // Goodbye: frees the peer's session slot at once (not awaited; a lost one expires).
       void this.exchange(session, {
@@ -203,6 +216,12 @@ export class SyncClient {
       this.release(mine)
       this.running--
     }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.deps.clock.setTimer(ms, resolve)
+    })
   }
 
   private async exchange(session: SyncSession, message: Message): Promise<Message> {
