@@ -21,6 +21,8 @@ import { startReplication, type AgentReplication } from './replication/agent-rep
 import type { SchemaPlan } from './schema/model.ts'
 import { loadSchemaFiles } from './schema/parse-schema.ts'
 import { ReaderPool } from './store/reader-pool.ts'
+import { createSubsMetrics } from './metrics/subs-metrics.ts'
+import { Subscriptions } from './subs/subscriptions.ts'
 
 export interface Agent {
   readonly replica: Replica
@@ -122,6 +124,25 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     const metrics = createAgentMetrics()
     registerStoreMetrics(metrics, replica, config.db.path)
 
+    // Subscriptions evaluate in reader processes of their own: API queries cannot starve them.
+    const subsReaders = await ReaderPool.open({
+      path: config.db.path,
+      threads: config.subscriptions.readerThreads,
+      maxConcurrent: config.subscriptions.readerThreads * 4,
+      timeoutMs: config.subscriptions.evalTimeoutMs,
+    })
+    cleanups.push(() => subsReaders.close())
+    const subs = Subscriptions.open({
+      replica,
+      dbPath: config.db.path,
+      config: config.subscriptions,
+      synchronous: config.db.synchronous,
+      runner: subsReaders,
+      metrics: createSubsMetrics(metrics.registry, config.subscriptions),
+      logger,
+    })
+    cleanups.push(() => subs.stop())
+
     const membership = await startMembership(
       {
         addr: config.gossip.addr,
@@ -157,6 +178,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       const api = buildApi({
         replica,
         readers,
+        subs,
         config,
         metrics,
         logger,

@@ -213,16 +213,20 @@ describe('client - subscriptions and updates on a real agent', () => {
     await writer.transaction(["INSERT INTO t (id, v) VALUES (50, 'x')"])
     await writer.transaction(["UPDATE t SET v = 'y' WHERE id = 50"])
     await writer.transaction(['DELETE FROM t WHERE id = 50'])
-    const got = []
-    for (let i = 0; i < 3; i++) {
+    // The agent sends each changed key once per tick with its latest state, so the three
+    // commits arrive as one to three notifications; the last says the row is gone, and an
+    // older state never follows a newer one.
+    const got: { type: string; pk: [number] }[] = []
+    while (got.at(-1)?.type !== 'delete') {
       const next = await it.next()
       assert.ok(next.done !== true)
       got.push(next.value)
     }
-    assert.deepEqual(got, [
-      { type: 'update', pk: [50] },
-      { type: 'update', pk: [50] },
-      { type: 'delete', pk: [50] },
-    ])
+    assert.ok(got.length >= 1 && got.length <= 3, JSON.stringify(got))
+    for (const e of got) assert.deepEqual(e.pk, [50])
+    assert.ok(
+      got.slice(0, -1).every((e) => e.type === 'update'),
+      JSON.stringify(got),
+    )
   })
 })

@@ -15,6 +15,8 @@ import { siteIdHex, type Params, type Replica } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import type { MemberInfo } from '../membership/member.ts'
 import type { AgentMetrics } from '../metrics/agent-metrics.ts'
+import { registerSubsRoutes } from '../subs/routes.ts'
+import type { Subscriptions } from '../subs/subscriptions.ts'
 import { encodeRow, JsonBodyError, parseJson, stringify, type JsonValue } from './json.ts'
 import { StatementShapeError, toStatement, toStatements } from './statements.ts'
 
@@ -42,6 +44,8 @@ export interface ApiDeps {
   readonly health?: () => { members: number; p99LagS: number; queueSize: number; gaps?: number }
   /** Every known member, self included (`GET /v1/members`); default: self alone, alive. */
   readonly members?: () => readonly MemberInfo[]
+  /** Subscriptions and update streams; without it those routes do not exist. */
+  readonly subs?: Subscriptions
 }
 
 /** Routes and their methods, to tell 404 (no such path) from 405 (wrong method). */
@@ -51,6 +55,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/health': ['GET'],
   '/v1/table_stats': ['POST'],
   '/v1/members': ['GET'],
+  '/v1/subscriptions': ['GET', 'POST'],
   '/metrics': ['GET'],
 }
 
@@ -358,6 +363,8 @@ export function buildApi(deps: ApiDeps) {
       .type('application/json')
       .send(stringify({ total_row_count: total, invalid_tables: invalid }))
   })
+
+  if (deps.subs !== undefined) registerSubsRoutes(app, deps.subs)
 
   app.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

@@ -11,6 +11,7 @@ import { devCommand } from './dev.ts'
 import { execCommand } from './exec.ts'
 import { queryCommand } from './query.ts'
 import { reloadCommand } from './reload.ts'
+import { subsCommand } from './subs.ts'
 
 const program = new Command('patina')
   .description('Patina: SQLite replicated to every host, merged with CRDTs.')
@@ -27,6 +28,7 @@ for (const command of [
   devCommand(),
   execCommand(),
   queryCommand(),
+  subsCommand(),
   clusterCommand(),
   reloadCommand(),
   demoCommand(),

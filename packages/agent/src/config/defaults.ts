@@ -89,8 +89,12 @@ export const SUBS_BATCH_MS = 5
 export const SUBS_EVAL_KEYS_MAX = 500
 /** Bytes of NDJSON handed to a listener's socket at once; with one chunk queued, its buffer cap. */
 export const SUBS_STREAM_CHUNK_BYTES = 64 * 1024
-/** Change events of each subscription kept in memory for listeners near the head. */
+/**
+ * Change events of each subscription kept in memory for listeners near the head, at most this
+ * many and this many bytes; older ones are read back from the subscriptions database.
+ */
 export const SUBS_RECENT_CHANGES = 1024
+export const SUBS_RECENT_BYTES = 256 * 1024
 /** A listener cut off for being slow that has not taken its error event by then is closed. */
 export const SUBS_CUT_GRACE_MS = 1000
 /** Wait before retrying an evaluation the reader pool refused as overloaded. */

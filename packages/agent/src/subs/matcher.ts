@@ -1,0 +1,310 @@
+/**
+ * Evaluations: turning queued changed keys (or "re-run everything") into change events.
+ *
+ * Every evaluation runs its SQL in a reader process (a read-only connection of its own, with a
+ * timeout), so a slow or failing subscription query never blocks the agent's event loop, its
+ * writes or the other subscriptions beyond its turn. Results are staged and diffed against the
+ * stored result in the subscriptions database (subs-store.ts), one transaction per evaluation.
+ *
+ * Kinds of evaluation:
+ * - first: a new subscription's whole result, stored without change events (listeners get it
+ *   as rows);
+ * - full: the whole query again, diffed against everything stored (restart reconciliation,
+ *   queue overflow, a lost batch, and every change for full-mode subscriptions);
+ * - keys: an incremental subscription's query restricted to changed keys (incremental-sql.ts),
+ *   diffed against the stored rows those keys reach, in chunks of SUBS_EVAL_KEYS_MAX keys.
+ */
+import { encodeRow } from '../api/json.ts'
+import { packPk, unpackPk } from '../crdt/pk-codec.ts'
+import type { SqlValue } from '../crdt/values.ts'
+import type { QueryEvent } from '../store/reader-pool.ts'
+import { messageOf, SubsError } from './errors.ts'
+import { identityKeys, rowIdentity, type IdentityItem } from './identity.ts'
+import { probeQuery, restrictedQuery, type Restriction } from './incremental-sql.ts'
+import type { IncrementalPlan, Plan } from './planner.ts'
+import {
+  DuplicateIdentityError,
+  type DiffResult,
+  type Scope,
+  type StageMode,
+  type StagedRow,
+  type SubsStore,
+} from './subs-store.ts'
+import type { Subscription } from './subscription.ts'
+
+/** What evaluations need of a reader pool (store/reader-pool.ts). */
+export interface EvalRunner {
+  query(
+    sql: string,
+    params?: Readonly<Record<string, SqlValue>>,
+    signal?: AbortSignal,
+  ): AsyncIterable<QueryEvent> & AsyncIterator<QueryEvent>
+}
+
+export interface MatcherOptions {
+  readonly runner: EvalRunner
+  readonly store: SubsStore
+  readonly evalKeysMax: number
+  readonly historyMax: number
+}
+
+export type EvalKind = 'first' | 'full' | 'keys'
+
+export interface EvalOutcome {
+  readonly kind: EvalKind
+  readonly diffs: readonly DiffResult[]
+}
+
+/**
+ * A failure of one evaluation that says nothing bad about the subscription (the reader pool is
+ * busy or restarting, SQLite is busy): its work is redone later by a full re-run.
+ */
+export class TransientEvalError extends Error {
+  override readonly name = 'TransientEvalError'
+}
+
+/** SQLite result codes of a reader that mean "try again", not "this query is broken". */
+const TRANSIENT_SQLITE = /^SQLITE_(BUSY|LOCKED|IOERR|NOMEM|FULL|CANTOPEN|PROTOCOL)/
+
+/** Runs the next unit of work of `sub`; throws TransientEvalError or the failure. */
+export async function evaluate(sub: Subscription, o: MatcherOptions): Promise<EvalOutcome> {
+  if (sub.state === 'loading') return { kind: 'first', diffs: [await runFull(sub, o, false)] }
+  if (sub.needsFull) {
+    // Keys queued from here on are changes after this run's snapshot began, or harmless.
+    sub.needsFull = false
+    sub.clearKeys()
+    return { kind: 'full', diffs: [await runFull(sub, o, true)] }
+  }
+  const plan = sub.plan
+  if (plan.mode === 'full') return { kind: 'keys', diffs: [] }
+  return { kind: 'keys', diffs: await runKeys(sub, plan, o) }
+}
+
+function identityItems(plan: IncrementalPlan): IdentityItem[] {
+  return plan.items.map((it) => ({ pkColumns: it.pk.length, nullable: it.nullable }))
+}
+
+/** Turns result rows into staged rows: values as JSON text, and their identity. */
+function stager(plan: Plan): (row: readonly SqlValue[]) => StagedRow {
+  const n = plan.columns.length
+  if (plan.mode === 'full') {
+    return (row) => {
+      const vals = encodeRow(row)
+      return { ident: Buffer.from(vals), vals, prefix: null }
+    }
+  }
+  const items = identityItems(plan)
+  return (row) => {
+    const id = rowIdentity(items, row.slice(n), plan.hasLeftJoin)
+    return { ident: id.ident, vals: encodeRow(row.slice(0, n)), prefix: id.prefix }
+  }
+}
+
+function expectedColumns(plan: Plan): number {
+  return plan.mode === 'full'
+    ? plan.columns.length
+    : plan.columns.length + plan.items.reduce((n, it) => n + it.pk.length, 0)
+}
+
+/** Runs one statement in a reader and hands its row batches to `onRows`. */
+async function run(
+  sub: Subscription,
+  o: MatcherOptions,
+  sql: string,
+  params: Readonly<Record<string, SqlValue>>,
+  columns: number,
+  onRows: (rows: readonly (readonly SqlValue[])[]) => void,
+): Promise<void> {
+  let stream: AsyncIterator<QueryEvent>
+  try {
+    stream = o.runner.query(sql, params, sub.abort.signal)
+  } catch (err) {
+    throw classify(err)
+  }
+  try {
+    for (;;) {
+      let next: IteratorResult<QueryEvent>
+      try {
+        next = await stream.next()
+      } catch (err) {
+        throw classify(err)
+      }
+      if (next.done === true) return
+      const event = next.value
+      if (!sub.active) throw new TransientEvalError('the subscription was dropped')
+      if (event.kind === 'columns') {
+        // `SELECT *` grows when a column is added: the stored result no longer fits.
+        if (event.columns.length !== columns) {
+          throw new SubsError(
+            'FAILED',
+            `the query now returns ${event.columns.length - columns + sub.plan.columns.length} ` +
+              `columns instead of ${sub.plan.columns.length} (the schema changed); subscribe again`,
+          )
+        }
+      } else if (event.kind === 'rows') {
+        onRows(event.rows)
+      }
+    }
+  } finally {
+    await stream.return?.()
+  }
+}
+
+/** An error of the subscriptions database that may pass (busy, disk full, I/O). */
+export function isTransientStoreError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && TRANSIENT_SQLITE.test(code)
+}
+
+function classify(err: unknown): Error {
+  const e = err as { code?: unknown; sqliteCode?: unknown }
+  if (e.code === 'OVERLOADED' || e.code === 'CLOSED') {
+    return new TransientEvalError(messageOf(err), { cause: err })
+  }
+  if (typeof e.sqliteCode === 'string' && TRANSIENT_SQLITE.test(e.sqliteCode)) {
+    return new TransientEvalError(messageOf(err), { cause: err })
+  }
+  if (e.code === 'TIMEOUT') {
+    return new SubsError('TIMEOUT', `evaluating the subscription took too long: ${messageOf(err)}`)
+  }
+  return new SubsError('SQL_ERROR', messageOf(err), { cause: err })
+}
+
+async function runFull(sub: Subscription, o: MatcherOptions, log: boolean): Promise<DiffResult> {
+  const plan = sub.plan
+  const ev = o.store.beginEval()
+  const toStaged = stager(plan)
+  const mode: StageMode = plan.mode === 'full' ? 'count' : 'unique'
+  let seq = 0
+  try {
+    await run(sub, o, plan.fullSql, plan.params, expectedColumns(plan), (rows) => {
+      o.store.stage(ev, seq, rows.map(toStaged), mode)
+      seq += rows.length
+    })
+    return o.store.applyDiff({
+      num: sub.num,
+      ev,
+      scope: { kind: 'all' },
+      itemCount: plan.mode === 'full' ? 0 : plan.items.length,
+      log,
+      historyMax: o.historyMax,
+    })
+  } catch (err) {
+    if (err instanceof DuplicateIdentityError) throw new SubsError('FAILED', err.message)
+    throw err
+  } finally {
+    o.store.endEval(ev)
+  }
+}
+
+/** Packed key of each value list, canonical (so it equals what identities hold). */
+function decodeKeys(keys: readonly Uint8Array[]): { packed: Buffer; values: SqlValue[] }[] {
+  return keys.map((pk) => {
+    const values = unpackPk(pk)
+    return { packed: Buffer.from(packPk(values)), values }
+  })
+}
+
+/** The values of a stored key prefix (the packed keys of the non-nullable items). */
+function prefixValues(prefix: Buffer, preservedItems: number): SqlValue[] {
+  return identityKeys(prefix, preservedItems).flatMap((k) => (k === null ? [] : unpackPk(k)))
+}
+
+async function runKeys(
+  sub: Subscription,
+  plan: IncrementalPlan,
+  o: MatcherOptions,
+): Promise<DiffResult[]> {
+  const taken = sub.takeKeys(o.evalKeysMax)
+  const keysByItem = new Map<number, SqlValue[][]>()
+  const itemKeys: { item: number; key: Buffer }[] = []
+  const prefixes = new Map<string, Buffer>()
+  const preserved = plan.items.filter((it) => !it.nullable).length
+  const prefixOf = identityItems(plan).slice(0, preserved)
+  const preservedColumns = prefixOf.reduce((n, it) => n + it.pkColumns, 0)
+  for (const [index, item] of plan.items.entries()) {
+    const raw = taken.get(item.table.toLowerCase())
+    if (raw === undefined) continue
+    const keys = decodeKeys(raw)
+    if (!item.nullable) {
+      keysByItem.set(
+        index,
+        keys.map((k) => k.values),
+      )
+      for (const k of keys) itemKeys.push({ item: index, key: k.packed })
+      continue
+    }
+    // A row on the right of a LEFT JOIN changed: recompute every left-hand row it joined to
+    // before (stored) or joins to now (probe), "no match" rows included.
+    for (const k of keys) {
+      for (const p of o.store.prefixesOf(sub.num, index, k.packed)) {
+        prefixes.set(p.toString('latin1'), p)
+      }
+    }
+    const probe = probeQuery(
+      plan.parts,
+      plan.items,
+      index,
+      keys.map((k) => k.values),
+    )
+    await run(sub, o, probe.sql, { ...plan.params, ...probe.params }, preservedColumns, (rows) => {
+      for (const row of rows) {
+        const p = rowIdentity(prefixOf, row, false).ident
+        prefixes.set(p.toString('latin1'), p)
+      }
+    })
+  }
+  // The keys (at most evalKeysMax of them), then the prefixes in chunks of that size; each
+  // unit is a self-contained restriction: its result replaces exactly the rows in its scope.
+  const units: { restriction: Restriction; scope: Scope }[] = []
+  if (itemKeys.length > 0) {
+    units.push({
+      restriction: { keysByItem, prefixes: [] },
+      scope: { kind: 'keys', itemKeys, prefixes: [] },
+    })
+  }
+  const allPrefixes = [...prefixes.values()]
+  for (let at = 0; at < allPrefixes.length; at += o.evalKeysMax) {
+    const chunk = allPrefixes.slice(at, at + o.evalKeysMax)
+    units.push({
+      restriction: {
+        keysByItem: new Map(),
+        prefixes: chunk.map((p) => prefixValues(p, preserved)),
+      },
+      scope: { kind: 'keys', itemKeys: [], prefixes: chunk },
+    })
+  }
+  const diffs: DiffResult[] = []
+  const toStaged = stager(plan)
+  for (const unit of units) {
+    const query = restrictedQuery(plan.parts, plan.items, unit.restriction)
+    const ev = o.store.beginEval()
+    let seq = 0
+    try {
+      await run(
+        sub,
+        o,
+        query.sql,
+        { ...plan.params, ...query.params },
+        expectedColumns(plan),
+        (rows) => {
+          o.store.stage(ev, seq, rows.map(toStaged), 'merge')
+          seq += rows.length
+        },
+      )
+      diffs.push(
+        o.store.applyDiff({
+          num: sub.num,
+          ev,
+          scope: unit.scope,
+          itemCount: plan.items.length,
+          log: true,
+          historyMax: o.historyMax,
+        }),
+      )
+    } finally {
+      o.store.endEval(ev)
+    }
+  }
+  return diffs
+}
