@@ -15,144 +15,25 @@
  * detection T / (1 - e^-qf) (T the probe interval, qf the fraction of healthy members) plus the
  * suspicion timeout, which Lifeguard shrinks from its max towards its min with confirmations.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { parseConfig } from '../packages/agent/src/config/load-config.ts'
 import { LAN_PROFILE } from '../packages/agent/src/membership/defaults.ts'
 import { suspicionBounds } from '../packages/agent/src/membership/suspicion.ts'
+import {
+  clusterSpecs,
+  members,
+  sleep,
+  startCluster,
+  stopAll,
+  waitAllAlive,
+  type Agent,
+} from './agents.ts'
 import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { freePort, percentile } from './http-writes.ts'
+import { percentile } from './http-writes.ts'
 
 const AGENTS = QUICK ? 5 : 10
 const RUNS = QUICK ? 1 : 3
 const POLL_MS = 50
-const START_TIMEOUT_MS = 30_000
 const FORMATION_TIMEOUT_MS = 30_000
-const STOP_TIMEOUT_MS = 10_000
-const AGENT_BIN = fileURLToPath(new URL('../packages/agent/bin/patina.js', import.meta.url))
-const AGENT_DIST = fileURLToPath(new URL('../packages/agent/dist/cli/main.js', import.meta.url))
-
-interface Agent {
-  readonly name: string
-  readonly api: string
-  readonly gossip: string
-  readonly child: ChildProcess
-  readonly exited: Promise<void>
-}
-
-interface Member {
-  readonly addr: string
-  readonly state: string
-}
-
-const sleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => {
-    setTimeout(resolve, ms)
-  })
-
-function running(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null
-}
-
-/** SIGTERM to this child's PID, SIGKILL after a grace period; waits for the exit. */
-async function stopAgent(a: Agent): Promise<void> {
-  const pid = a.child.pid
-  if (pid === undefined || !running(a.child)) return
-  process.kill(pid, 'SIGTERM')
-  const timer = setTimeout(() => {
-    if (running(a.child)) process.kill(pid, 'SIGKILL')
-  }, STOP_TIMEOUT_MS)
-  await a.exited
-  clearTimeout(timer)
-}
-
-/** Writes the config of agent `i` and starts it; resolves once its API line is printed. */
-async function startAgent(
-  dir: string,
-  i: number,
-  ports: readonly number[],
-  started: Agent[],
-): Promise<void> {
-  const name = `agent-${i + 1}`
-  const apiPort = ports[2 * i] ?? 0
-  const gossipPort = ports[2 * i + 1] ?? 0
-  const agentDir = join(dir, name)
-  mkdirSync(agentDir, { recursive: true })
-  const configPath = join(agentDir, 'config.toml')
-  const toml = [
-    '[db]',
-    `path = ${JSON.stringify(join(agentDir, 'state.db'))}`,
-    'reader_threads = 1',
-    '[api]',
-    `addr = "127.0.0.1:${apiPort}"`,
-    '[gossip]',
-    `addr = "127.0.0.1:${gossipPort}"`,
-    `bootstrap = ${i === 0 ? '[]' : `["127.0.0.1:${ports[1] ?? 0}"]`}`,
-    'profile = "lan"',
-    '[log]',
-    'format = "json"',
-    '',
-  ].join('\n')
-  parseConfig(toml, agentDir, configPath)
-  writeFileSync(configPath, toml)
-  const child = spawn(process.execPath, [AGENT_BIN, 'agent', '-c', configPath], {
-    cwd: agentDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      resolve()
-    })
-  })
-  const agent: Agent = {
-    name,
-    api: `http://127.0.0.1:${apiPort}`,
-    gossip: `127.0.0.1:${gossipPort}`,
-    child,
-    exited,
-  }
-  started.push(agent)
-  const ready = `API at ${agent.api}`
-  let seen = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    seen = (seen + chunk).slice(-4000)
-  })
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`${name} did not start within ${START_TIMEOUT_MS} ms:\n${seen}`))
-    }, START_TIMEOUT_MS)
-    let out = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      if (out.includes(ready)) return
-      out = (out + chunk).slice(-4000)
-      if (out.includes(ready)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    child.once('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`${name} exited (${String(code ?? signal)}) before starting:\n${seen}`))
-    })
-  })
-}
-
-async function members(a: Agent): Promise<Member[]> {
-  const res = await fetch(`${a.api}/v1/members`, { signal: AbortSignal.timeout(2000) })
-  if (res.status !== 200) throw new Error(`${a.name}: /v1/members answered ${res.status}`)
-  return (await res.json()) as Member[]
-}
-
-async function allAlive(agents: readonly Agent[]): Promise<boolean> {
-  const views = await Promise.all(agents.map((a) => members(a).catch(() => [])))
-  return views.every((ms) => ms.length === agents.length && ms.every((m) => m.state === 'alive'))
-}
 
 interface RunResult {
   readonly formationMs: number
@@ -167,36 +48,19 @@ async function oneRun(
   timeoutMs: number,
   progress: (l: string) => void,
 ): Promise<RunResult> {
-  if (!existsSync(AGENT_DIST)) {
-    throw new Error(`${AGENT_DIST} is missing: build the agent first (npm run bench runs tsc -b)`)
-  }
-  const ports: number[] = []
-  while (ports.length < 2 * AGENTS) {
-    const p = await freePort()
-    if (!ports.includes(p)) ports.push(p)
-  }
-  const agents: Agent[] = []
+  const agents: Agent[] = await startCluster(
+    await clusterSpecs({ dir, count: AGENTS, settings: { gossip: { profile: 'lan' } } }),
+  )
   try {
-    await startAgent(dir, 0, ports, agents)
-    await Promise.all(
-      Array.from({ length: AGENTS - 1 }, (_, k) => startAgent(dir, k + 1, ports, agents)),
-    )
-    const formationStart = performance.now()
-    while (!(await allAlive(agents))) {
-      if (performance.now() - formationStart > FORMATION_TIMEOUT_MS) {
-        throw new Error(`the ${AGENTS} agents did not all list each other alive in time`)
-      }
-      await sleep(100)
-    }
-    const formationMs = performance.now() - formationStart
+    const formationMs = await waitAllAlive(agents, FORMATION_TIMEOUT_MS)
     // Let the probe rounds settle (RTTs, local health) before the kill.
     await sleep(2 * LAN_PROFILE.probeIntervalMs)
     const victim = agents[AGENTS - 1]
-    if (victim?.child.pid === undefined) throw new Error('no victim')
+    if (victim === undefined) throw new Error('no victim')
     const others = agents.filter((a) => a !== victim)
     progress(`formation ${(formationMs / 1000).toFixed(1)} s; kill -9 ${victim.name}`)
     const killedAt = performance.now()
-    process.kill(victim.child.pid, 'SIGKILL')
+    process.kill(victim.pid, 'SIGKILL')
     const suspect = new Map<Agent, number>()
     const down = new Map<Agent, number>()
     while (down.size < others.length) {
@@ -224,7 +88,7 @@ async function oneRun(
       downMs: others.map((a) => down.get(a) ?? 0),
     }
   } finally {
-    await Promise.all(agents.map(stopAgent))
+    await stopAll(agents)
   }
 }
 

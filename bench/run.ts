@@ -33,6 +33,10 @@ import { buildFixture } from './fixture.ts'
 import { httpQueries } from './http-queries.ts'
 import { httpWrites } from './http-writes.ts'
 import { measureMembership } from './membership-sim.ts'
+import { replicationBytes } from './replication-bytes.ts'
+import { replicationCatchup } from './replication-catchup.ts'
+import { replicationPartition } from './replication-partition.ts'
+import { replicationPropagation } from './replication-propagation.ts'
 
 /** Every benchmark module, in run order. Later benchmarks (HTTP, cluster) are added here. */
 const MODULES: readonly BenchModule[] = [
@@ -51,6 +55,10 @@ const MODULES: readonly BenchModule[] = [
       }),
   },
   clusterDetection,
+  replicationPropagation,
+  replicationPartition,
+  replicationCatchup,
+  replicationBytes,
 ]
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url))

@@ -624,13 +624,24 @@ export class Replica {
       for (const site of touched) this.persistOrigin(site)
       return outcomes
     })
+    return this.runMerge(run)
+  }
+
+  /**
+   * Runs a merge transaction (BEGIN IMMEDIATE), then tells the commit listeners which rows it
+   * changed. On failure the in-memory bookkeeping, which ran ahead of the rolled-back
+   * transaction, is reloaded.
+   */
+  private runMerge<T>(run: Database.Transaction<() => T>): T {
     this.mergedRows = []
     try {
-      const outcomes = run.immediate()
-      this.emitMerged()
-      return outcomes
+      const result = run.immediate()
+      const rows = this.mergedRows
+      this.mergedRows = []
+      this.mode = 'idle'
+      if (rows.length > 0) this.emit({ source: 'remote', rows })
+      return result
     } catch (err) {
-      // The in-memory bookkeeping ran ahead of the rolled-back transaction.
       this.loadOrigins()
       this.buffer.load()
       this.mergedRows = []
@@ -638,13 +649,6 @@ export class Replica {
     } finally {
       this.mode = 'idle'
     }
-  }
-
-  private emitMerged(): void {
-    const rows = this.mergedRows
-    this.mergedRows = []
-    this.mode = 'idle'
-    if (rows.length > 0) this.emit({ source: 'remote', rows })
   }
 
   /** One full changeset (a whole version or one chunk of it), inside apply's transaction. */
@@ -753,19 +757,8 @@ export class Replica {
       }
       for (const site of touched) this.persistOrigin(site)
     })
-    this.mergedRows = []
-    try {
-      run.immediate()
-      this.emitMerged()
-      return applied
-    } catch (err) {
-      this.loadOrigins()
-      this.buffer.load()
-      this.mergedRows = []
-      throw err
-    } finally {
-      this.mode = 'idle'
-    }
+    this.runMerge(run)
+    return applied
   }
 
   /** Versions received but not applied yet: incomplete (partial) or held. */

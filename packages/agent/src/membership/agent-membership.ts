@@ -12,6 +12,7 @@
  */
 import type { Logger } from 'pino'
 import { parseAddr } from '../transport/address.ts'
+import { STREAM_PUSH_PULL, withKind } from '../transport/stream-kind.ts'
 import { UdpTransport, type DatagramStats } from '../transport/datagram.ts'
 import {
   TcpStreamTransport,
@@ -24,8 +25,7 @@ import { LAN_PROFILE, WAN_PROFILE, type SwimOptions } from './defaults.ts'
 import type { MemberInfo, MemberState } from './member.ts'
 import { Swim, type SwimStats } from './swim.ts'
 
-/** First byte of a stream's first frame: what the connection is for. */
-export const STREAM_PUSH_PULL = 1
+export { STREAM_PUSH_PULL }
 
 /** Takes over an accepted connection whose first frame named a registered stream kind. */
 export type StreamHandler = (connection: FramedConnection, firstFrame: Uint8Array) => void
@@ -67,13 +67,6 @@ export interface Membership {
   streamStats(): StreamStats
   /** Leaves (bounded), stops the Swim, closes the sockets. Idempotent. */
   stop(): Promise<void>
-}
-
-function tagged(kind: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(payload.length + 1)
-  out[0] = kind
-  out.set(payload, 1)
-  return out
 }
 
 /** Hosts that mean "every interface": fine to bind, but not an address peers can reach. */
@@ -160,7 +153,7 @@ export async function startMembership(
       pushPull: async (to, state, signal) => {
         const conn = await streams.connect(to, signal)
         try {
-          await conn.send(tagged(STREAM_PUSH_PULL, state), signal)
+          await conn.send(withKind(STREAM_PUSH_PULL, state), signal)
           for await (const frame of conn.frames()) return frame
           throw new Error(`${to} closed the push-pull without an answer`)
         } finally {

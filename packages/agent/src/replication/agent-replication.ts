@@ -13,13 +13,13 @@ import { siteIdHex, type Replica } from '../crdt/replica.ts'
 import { systemClock, systemRandom } from '../membership/components.ts'
 import type { Membership } from '../membership/agent-membership.ts'
 import type { FramedConnection } from '../transport/stream.ts'
+import { STREAM_BROADCAST, STREAM_SYNC } from '../transport/stream-kind.ts'
 import type { SyncSession } from '../sync/sync-client.ts'
 import { PeerLinks, type PeerLinksStats } from './peer-links.ts'
 import type { ReplicationOptions } from './options.ts'
 import { Replicator } from './replicator.ts'
 
-export const STREAM_BROADCAST = 2
-export const STREAM_SYNC = 3
+export { STREAM_BROADCAST, STREAM_SYNC }
 
 /** Frames waiting per broadcast link while it connects. */
 const LINK_PENDING_MAX = 1024

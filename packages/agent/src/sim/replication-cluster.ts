@@ -17,13 +17,21 @@ import { Swim } from '../membership/swim.ts'
 import type { Peer } from '../broadcast/broadcaster.ts'
 import { DEFAULT_REPLICATION, type ReplicationOptions } from '../replication/options.ts'
 import { Replicator } from '../replication/replicator.ts'
+import {
+  STREAM_BROADCAST,
+  STREAM_PUSH_PULL,
+  STREAM_SYNC,
+  withKind,
+} from '../transport/stream-kind.ts'
 import type { HostContext, HostHandlers, Sim, SimHost } from './sim.ts'
 import { SIM_EPOCH_BASE, actorIdOf, addrOf } from './swim-cluster.ts'
 
-/** First byte of a datagram or request: what it is for (as the agent's stream kinds). */
-export const KIND_PUSH_PULL = 1
-export const KIND_BROADCAST = 2
-export const KIND_SYNC = 3
+/** First byte of a datagram or request: what it is for (the agent's stream kinds). */
+export {
+  STREAM_BROADCAST as KIND_BROADCAST,
+  STREAM_PUSH_PULL as KIND_PUSH_PULL,
+  STREAM_SYNC as KIND_SYNC,
+}
 
 export interface ReplicationClusterOptions {
   /** Where the nodes' database files go. */
@@ -42,13 +50,6 @@ export interface ReplicationNode extends HostHandlers {
   readonly replicator: Replicator
   readonly swim: Swim
   stop(): void
-}
-
-function tagged(kind: number, bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(bytes.length + 1)
-  out[0] = kind
-  out.set(bytes, 1)
-  return out
 }
 
 function hexBytes(hex: string): Uint8Array {
@@ -103,7 +104,7 @@ export class ReplicationCluster {
         send: (to, bytes) => {
           ctx.send(to, bytes)
         },
-        pushPull: (to, state, signal) => ctx.request(to, tagged(KIND_PUSH_PULL, state), signal),
+        pushPull: (to, state, signal) => ctx.request(to, withKind(STREAM_PUSH_PULL, state), signal),
       },
       {
         ...this.swimOptions,
@@ -143,10 +144,10 @@ export class ReplicationCluster {
         clusterId: this.clusterId,
         peers,
         sendBroadcast: (to, bytes) => {
-          ctx.send(to, tagged(KIND_BROADCAST, bytes))
+          ctx.send(to, withKind(STREAM_BROADCAST, bytes))
         },
         openSession: (to) => ({
-          request: (bytes, signal) => ctx.request(to, tagged(KIND_SYNC, bytes), signal),
+          request: (bytes, signal) => ctx.request(to, withKind(STREAM_SYNC, bytes), signal),
           close: () => undefined,
         }),
       },
@@ -167,12 +168,12 @@ export class ReplicationCluster {
         replica.close()
       },
       onDatagram: (from, bytes) => {
-        if (bytes[0] === KIND_BROADCAST) replicator.onBroadcast(bytes.subarray(1))
+        if (bytes[0] === STREAM_BROADCAST) replicator.onBroadcast(bytes.subarray(1))
         else swim.receive(from, bytes)
       },
       onRequest: (from, bytes) => {
-        if (bytes[0] === KIND_SYNC) return replicator.onSyncRequest(bytes.subarray(1))
-        if (bytes[0] === KIND_PUSH_PULL) return swim.handlePushPull(from, bytes.subarray(1))
+        if (bytes[0] === STREAM_SYNC) return replicator.onSyncRequest(bytes.subarray(1))
+        if (bytes[0] === STREAM_PUSH_PULL) return swim.handlePushPull(from, bytes.subarray(1))
         return null
       },
     }
