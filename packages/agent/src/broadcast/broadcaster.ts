@@ -1,9 +1,14 @@
 /**
- * Push dissemination: each item (an encoded change message) goes to `fanout` random live peers
- * that have not had it, again after 1, 2, 3... × `retransmitIntervalMs`, until it has been sent
- * `maxTransmissions` times or every peer has it. A local change goes out at once; so does a
- * relayed one (the receivers of a new change pass it on, which is what spreads it in a large
- * cluster).
+ * Push dissemination of encoded change messages.
+ *
+ * - Small cluster (at most `directMax` live peers): a local change goes at once to every peer,
+ *   and receivers do not pass it on. One message per peer, one hop: the least bytes and the
+ *   lowest latency there is.
+ * - Larger cluster: a local change goes to `fanout` random live peers that have not had it,
+ *   again after 1, 2, 3... × `retransmitIntervalMs`, until it has been sent `maxTransmissions`
+ *   times or every peer has it; a receiver that finds it new passes it on once, to `fanout`
+ *   peers. That spreads it in O(log n) hops for about `fanout` × n messages (relaying every
+ *   change for as long as the origin does would cost n² messages).
  *
  * Bounded: the queue has a cap in items and bytes (over it the most-sent item is dropped, then
  * the oldest; what is dropped, anti-entropy repairs), and every send takes tokens from the
@@ -20,6 +25,8 @@ export interface Peer {
 }
 
 export interface BroadcasterOptions {
+  /** Up to this many live peers, a local change goes to all of them directly. */
+  readonly directMax: number
   readonly fanout: number
   /** 0: derive from the number of peers. */
   readonly maxTransmissions: number
@@ -50,6 +57,8 @@ export interface BroadcasterStats {
 
 interface Item {
   readonly bytes: Uint8Array
+  /** Received from a peer and passed on (once), rather than committed here. */
+  readonly relay: boolean
   readonly sentTo: Set<string>
   sends: number
   dueAt: number
@@ -77,12 +86,20 @@ export class Broadcaster {
   }
 
   /**
-   * Queues an encoded message and sends its first transmission now. `exclude` are actor ids
-   * that already have it (the peer it came from).
+   * Queues an encoded message and sends its first transmission now. `relay`: it came from a
+   * peer (it is passed on only in a large cluster, once); `exclude` are actor ids that already
+   * have it (the peer it came from).
    */
-  enqueue(bytes: Uint8Array, exclude: readonly string[] = []): void {
+  enqueue(bytes: Uint8Array, relay = false, exclude: readonly string[] = []): void {
     if (this.stopped) return
-    const item: Item = { bytes, sentTo: new Set(exclude), sends: 0, dueAt: this.deps.clock.now() }
+    if (relay && this.deps.peers().length <= this.options.directMax) return
+    const item: Item = {
+      bytes,
+      relay,
+      sentTo: new Set(exclude),
+      sends: 0,
+      dueAt: this.deps.clock.now(),
+    }
     this.items.push(item)
     this.bytes += bytes.length
     this.shed()
@@ -126,7 +143,9 @@ export class Broadcaster {
       this.options.maxTransmissions > 0
         ? this.options.maxTransmissions
         : transmissionsFor(peers.length)
-    const fanout = this.limited ? Math.max(1, this.options.fanout >> 1) : this.options.fanout
+    const direct = peers.length <= this.options.directMax
+    const baseFanout = direct ? peers.length : this.options.fanout
+    const fanout = this.limited ? Math.max(1, baseFanout >> 1) : baseFanout
     const transmissions = this.limited ? Math.max(1, maxTx >> 1) : maxTx
     let limitedNow = false
     const keep: Item[] = []
@@ -154,7 +173,8 @@ export class Broadcaster {
         sent++
       }
       if (sent > 0 || candidates.length === 0) item.sends++
-      if (item.sends >= transmissions || (candidates.length === 0 && !limitedNow)) {
+      const done = item.sends >= (item.relay ? 1 : transmissions)
+      if (done || (candidates.length === 0 && !limitedNow)) {
         this.bytes -= item.bytes.length
         continue
       }

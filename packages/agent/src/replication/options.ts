@@ -10,7 +10,9 @@ export interface ReplicationOptions {
   readonly burstBytes: number
   /** Largest encoded chunk of one version (a bigger version is split). */
   readonly chunkBytes: number
-  /** Peers a new change is sent to per transmission (at least). */
+  /** Up to this many live peers, a local change is sent to all of them directly (no relays). */
+  readonly broadcastDirectMax: number
+  /** In a larger cluster: peers a new change is sent to per transmission. */
   readonly fanout: number
   /** Transmissions of one broadcast item; 0 = derive from the member count (4·log10(n+1)). */
   readonly maxTransmissions: number
@@ -57,6 +59,7 @@ export const DEFAULT_REPLICATION: ReplicationOptions = Object.freeze({
   rateBytesPerSec: 10 * 1024 * 1024,
   burstBytes: 1024 * 1024,
   chunkBytes: 64 * 1024,
+  broadcastDirectMax: 16,
   fanout: 3,
   maxTransmissions: 0,
   retransmitIntervalMs: 100,

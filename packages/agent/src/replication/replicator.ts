@@ -23,6 +23,9 @@ import { SyncServer, type SyncServerStats } from '../sync/sync-server.ts'
 import { LagTracker, type OriginLag } from './lag.ts'
 import type { ReplicationOptions } from './options.ts'
 
+/** How often the live peers are compared with the previous look (see `watchPeers`). */
+const PEER_WATCH_MS = 1000
+
 export interface ReplicatorDeps {
   readonly replica: Replica
   readonly clock: Clock
@@ -117,6 +120,7 @@ export class Replicator {
         },
       },
       {
+        directMax: options.broadcastDirectMax,
         fanout: options.fanout,
         maxTransmissions: options.maxTransmissions,
         retransmitIntervalMs: options.retransmitIntervalMs,
@@ -187,7 +191,29 @@ export class Replicator {
   }
 
   start(): void {
-    if (this.options.syncEnabled) this.client.start()
+    if (this.options.syncEnabled) {
+      this.client.start()
+      this.watchPeers(new Set())
+    }
+  }
+
+  /**
+   * Every second: a peer that was not live before (a healed partition, a restarted node) may
+   * hold what this node lacks, or lack what it holds: sync soon instead of after a backed-off
+   * interval.
+   */
+  private watchPeers(before: ReadonlySet<string>): void {
+    this.deps.clock.setTimer(PEER_WATCH_MS, () => {
+      if (this.stopped) return
+      const now = new Set(this.deps.peers().map((p) => p.actorId))
+      for (const id of now) {
+        if (!before.has(id)) {
+          this.client.hurry()
+          break
+        }
+      }
+      this.watchPeers(now)
+    })
   }
 
   stop(): void {
@@ -263,7 +289,7 @@ export class Replicator {
     if (chunk.kind === 'full' && chunk.version > replica.headOf(chunk.origin) + 1) {
       this.client.hurry()
     }
-    this.broadcaster.enqueue(bytes, [siteIdHex(m.sender)])
+    this.broadcaster.enqueue(bytes, true, [siteIdHex(m.sender)])
   }
 
   /**
@@ -285,7 +311,9 @@ export class Replicator {
       reply = this.server.handle(decoded.message)
       if (reply.type === 'sync-state') opened?.(reply.session)
     }
-    return encodeMessage(reply)
+    const encoded = encodeMessage(reply)
+    if (reply.type === 'sync-chunks' && reply.chunks.length > 0) this.server.charge(encoded.length)
+    return encoded
   }
 
   /** A served sync session is over (its stream closed): it no longer counts against the cap. */

@@ -88,7 +88,8 @@ export class SyncClient {
   }
 
   start(): void {
-    this.scheduleIn(this.jitter(this.options.intervalMs))
+    // Soon after start: a restarted node is likely behind.
+    this.scheduleIn(this.jitter(this.options.intervalMs) / 4)
   }
 
   stop(): void {

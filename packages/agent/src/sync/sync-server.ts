@@ -89,6 +89,15 @@ export class SyncServer {
     }
   }
 
+  /**
+   * An answer of `bytes` encoded bytes is going out: it counts against the byte-rate cap and in
+   * the stats (the budget of `serve` is in queue-accounting units, this is the wire).
+   */
+  charge(bytes: number): void {
+    this.deps.bucket.take(bytes)
+    this.counters.bytesServed += bytes
+  }
+
   /** Answers one sync request. */
   handle(request: Message): Message {
     if (request.clusterId !== this.deps.clusterId) return this.reject('cluster')
@@ -123,10 +132,8 @@ export class SyncServer {
       }
     }
     this.sessions.set(request.session, this.deps.clock.now())
-    const { chunks, rest, bytes } = this.serve(request.needs, request.maxBytes)
-    if (bytes > 0) this.deps.bucket.take(bytes)
+    const { chunks, rest } = this.serve(request.needs, request.maxBytes)
     this.counters.chunksServed += chunks.length
-    this.counters.bytesServed += bytes
     return {
       type: 'sync-chunks',
       clusterId: this.deps.clusterId,

@@ -26,7 +26,13 @@ function virtualClock(s: Scheduler): Clock {
 const peers = (n: number): Peer[] =>
   Array.from({ length: n }, (_, i) => ({ actorId: `p${i}`, addr: `10.0.0.${i}:1` }))
 
-function setup(options: { peers: number; rate?: number; burst?: number; queueMax?: number }) {
+function setup(options: {
+  peers: number
+  rate?: number
+  burst?: number
+  queueMax?: number
+  directMax?: number
+}) {
   const s = new Scheduler()
   const clock = virtualClock(s)
   const sent: { at: number; addr: string; bytes: number }[] = []
@@ -40,6 +46,7 @@ function setup(options: { peers: number; rate?: number; burst?: number; queueMax
       send: (addr, bytes) => sent.push({ at: s.now(), addr, bytes: bytes.length }),
     },
     {
+      directMax: options.directMax ?? 0,
       fanout: 3,
       maxTransmissions: 0,
       retransmitIntervalMs: 100,
@@ -57,7 +64,7 @@ async function run(s: Scheduler, ms: number): Promise<void> {
 describe('broadcast - broadcaster', () => {
   it('sends a local change at once to fanout peers, then retransmits to others, never twice to one', async () => {
     const { s, b, sent } = setup({ peers: 20 })
-    b.enqueue(new Uint8Array(100), ['p0'])
+    b.enqueue(new Uint8Array(100), false, ['p0'])
     assert.equal(sent.length, 3, 'first transmission goes out synchronously')
     assert.ok(sent.every((x) => x.at === 0))
     await run(s, 10_000)
@@ -67,6 +74,23 @@ describe('broadcast - broadcaster', () => {
     assert.equal(new Set(addrs).size, addrs.length, 'no peer gets it twice')
     assert.ok(!addrs.includes('10.0.0.0:1'), 'the peer it came from is excluded')
     assert.equal(b.stats().queued, 0)
+  })
+
+  it('in a small cluster, sends a local change to every peer at once and does not relay', async () => {
+    const { s, b, sent } = setup({ peers: 9, directMax: 16 })
+    b.enqueue(new Uint8Array(100))
+    assert.equal(sent.length, 9, 'one message per peer, at once')
+    b.enqueue(new Uint8Array(100), true, ['p1'])
+    await run(s, 10_000)
+    assert.equal(sent.length, 9, 'a received change is not passed on')
+  })
+
+  it('in a large cluster, passes a received change on once, to fanout peers', async () => {
+    const { s, b, sent } = setup({ peers: 20, directMax: 16 })
+    b.enqueue(new Uint8Array(100), true, ['p1'])
+    await run(s, 10_000)
+    assert.equal(sent.length, 3)
+    assert.ok(!sent.some((x) => x.addr === '10.0.0.1:1'))
   })
 
   it('stops when every peer has it', async () => {

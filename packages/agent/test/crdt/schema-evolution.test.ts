@@ -8,7 +8,6 @@
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { ReplicaError } from '../../src/crdt/errors.ts'
 import { SchemaError } from '../../src/schema/schema-error.ts'
 import { antiEntropy, applySchemaSql, snapshot, tempReplicas } from './helpers.ts'
 
@@ -91,7 +90,9 @@ describe('crdt - schema evolution', () => {
     const c = tmp.open('c2', 3)
     applySchemaSql(c, V1)
     const other = c.transaction([{ sql: "INSERT INTO vms (id, app) VALUES (2, 'db')" }])
-    assert.equal(a.apply([c.changesFor(c.siteId, other.version as number)!])[0]?.status, 'applied')
+    const fromC = c.changesFor(c.siteId, other.version as number)
+    assert.ok(fromC !== null)
+    assert.equal(a.apply([fromC])[0]?.status, 'applied')
     applySchemaSql(a, V2)
     assert.equal(a.holds(b.siteId, 1), true, 'the held change was applied by the schema change')
     assert.deepStrictEqual(a.bufferedVersions(), [])

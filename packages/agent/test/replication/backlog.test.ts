@@ -58,10 +58,10 @@ describe('replication - backlog', () => {
           schema: SCHEMA,
           replication: {
             // The byte-rate cap paces catch-up: a sync reply is cut to what the bucket holds.
-            rateBytesPerSec: 2 * MIB,
-            burstBytes: 512 * 1024,
-            // Smaller than a sync reply (syncReplyBytes, 1 MiB) and than the rate bucket's
-            // burst: every reply is cut to what the queue has room for.
+            rateBytesPerSec: MIB / 2,
+            burstBytes: 128 * 1024,
+            // Smaller than a sync reply (syncReplyBytes, 1 MiB): every reply is cut to what the
+            // queue has room for.
             applyQueueBytesMax: 256 * 1024,
             // A version of 100-200 rows takes a few chunks: catch-up buffers partial ones.
             chunkBytes: 4 * 1024,
