@@ -37,6 +37,9 @@ import { replicationBytes } from './replication-bytes.ts'
 import { replicationCatchup } from './replication-catchup.ts'
 import { replicationPartition } from './replication-partition.ts'
 import { replicationPropagation } from './replication-propagation.ts'
+import { subsFanout } from './subs-fanout.ts'
+import { subsIncremental } from './subs-incremental.ts'
+import { subsPropagation } from './subs-propagation.ts'
 
 /** Every benchmark module, in run order. Later benchmarks (HTTP, cluster) are added here. */
 const MODULES: readonly BenchModule[] = [
@@ -59,6 +62,9 @@ const MODULES: readonly BenchModule[] = [
   replicationPartition,
   replicationCatchup,
   replicationBytes,
+  subsPropagation,
+  subsFanout,
+  subsIncremental,
 ]
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url))

@@ -16,6 +16,10 @@
  *      count starts over once a resumed stream delivers an event.
  *   5. 404 or 410 on resume, or an error saying the changes are gone (the agent keeps a bounded
  *      history), throws SubscriptionGoneError: subscribe again without `from`.
+ *   5a. An error event that says "resume with from=N" (the agent cut this listener for falling
+ *      behind, or is shutting down) ends the stream like a disconnect: resumed per 1-4. Any
+ *      other error event (the subscription failed on the agent) throws QueryError. An error
+ *      event is not progress: it does not start the attempt count over.
  *   6. `close()`, `client.close()` or leaving the loop ends the iteration quietly; the call's
  *      `signal` makes it throw AbortError.
  *   7. A stream resumed with `from` has no `columns` event (as in Corrosion); the columns come
@@ -77,6 +81,17 @@ const GONE_MESSAGE =
 
 export function isGoneMessage(message: string): boolean {
   return GONE_MESSAGE.test(message)
+}
+
+/**
+ * The agent's error events after which the same subscription can go on from the last change id
+ * received (packages/agent/src/subs/subscriptions.ts): "listener fell behind by more than N
+ * changes ...; resume with from=..." and "the agent is shutting down; resume with from=N".
+ */
+const RESUMABLE_MESSAGE = /resume with from=/i
+
+export function isResumableMessage(message: string): boolean {
+  return RESUMABLE_MESSAGE.test(message) && !isGoneMessage(message)
 }
 
 /**
@@ -188,8 +203,11 @@ export class Subscription<R = Row> implements AsyncIterable<SubscriptionEvent<R>
         try {
           if (body === null) throw new ProtocolError(`${sent.url} answered without a body`)
           for await (const line of readLines(body, this.#ctx.maxLineChars, sent.signal)) {
-            this.#attempts = 0
-            const event = this.#handle(parseEvent(line, this.#ctx.integers, sent.url), sent.url)
+            const parsed = parseEvent(line, this.#ctx.integers, sent.url)
+            // An error event is not progress: an agent that answers every resume with one must
+            // not keep the attempt count at zero (the resume would never give up).
+            if (!('error' in parsed)) this.#attempts = 0
+            const event = this.#handle(parsed, sent.url)
             if (event !== null) yield event
           }
           lastError = new Error(`${sent.url} ended the stream`)
@@ -214,7 +232,9 @@ export class Subscription<R = Row> implements AsyncIterable<SubscriptionEvent<R>
 
   /** Whether a failure of the stream is a disconnect to resume from (or an answer to throw). */
   #resumable(err: unknown): boolean {
-    if (err instanceof QueryError) return this.#lastChangeId !== null
+    // The agent ended the stream: only its resumable reasons are resumed (#reconnect then
+    // decides whether there is a position to resume from); a failed subscription is thrown.
+    if (err instanceof QueryError) return isResumableMessage(err.message)
     if (
       err instanceof SubscriptionGoneError ||
       err instanceof ProtocolError ||

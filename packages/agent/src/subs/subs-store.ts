@@ -489,13 +489,16 @@ function prepareStatements(db: Database.Database) {
         '(SELECT 1 FROM stage_rows st WHERE st.ev = ? AND st.ident = r.ident AND st.occ = r.occ) ' +
         'ORDER BY r.rid',
     ),
+    // CROSS JOIN fixes the join order (SQLite's hint): the few scoped or staged rows drive,
+    // each looked up in sub_rows. Left to the planner (no statistics on the TEMP tables), it
+    // scanned every stored row of the subscription, so one changed key cost O(result size).
     deletesScoped: p(
-      'SELECT r.rid, r.ident, r.vals FROM stage_scope sc JOIN sub_rows r ON r.sub = ? AND r.rid = sc.rid ' +
+      'SELECT r.rid, r.ident, r.vals FROM stage_scope sc CROSS JOIN sub_rows r ON r.sub = ? AND r.rid = sc.rid ' +
         'WHERE sc.ev = ? AND NOT EXISTS (SELECT 1 FROM stage_rows st ' +
         'WHERE st.ev = sc.ev AND st.ident = r.ident AND st.occ = r.occ) ORDER BY r.rid',
     ),
     updates: p(
-      'SELECT r.rid, st.vals FROM stage_rows st JOIN sub_rows r ' +
+      'SELECT r.rid, st.vals FROM stage_rows st CROSS JOIN sub_rows r ' +
         'ON r.sub = ? AND r.ident = st.ident AND r.occ = st.occ ' +
         'WHERE st.ev = ? AND r.vals <> st.vals ORDER BY st.seq',
     ),
