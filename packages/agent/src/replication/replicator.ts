@@ -205,14 +205,10 @@ export class Replicator {
   private watchPeers(before: ReadonlySet<string>): void {
     this.deps.clock.setTimer(PEER_WATCH_MS, () => {
       if (this.stopped) return
-      const now = new Set(this.deps.peers().map((p) => p.actorId))
-      for (const id of now) {
-        if (!before.has(id)) {
-          this.client.hurry()
-          break
-        }
-      }
-      this.watchPeers(now)
+      const peers = this.deps.peers()
+      const fresh = peers.filter((p) => !before.has(p.actorId))
+      if (fresh.length > 0) this.client.hurry(fresh[this.deps.random.int(fresh.length)])
+      this.watchPeers(new Set(peers.map((p) => p.actorId)))
     })
   }
 

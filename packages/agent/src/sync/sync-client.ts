@@ -69,6 +69,7 @@ export class SyncClient {
   private readonly options: SyncClientOptions
   private timer: TimerId | null = null
   private interval: number
+  private preferred: string | null = null
   private running = 0
   private readonly claimed = new Map<string, Set<number>>()
   private readonly abort = new AbortController()
@@ -99,9 +100,13 @@ export class SyncClient {
     this.timer = null
   }
 
-  /** Something is known to be missing: sync soon, at the base interval. */
-  hurry(): void {
+  /**
+   * Something is known to be missing: sync soon, at the base interval; with `peer` first when
+   * given (a peer that just became live, e.g. after a partition healed).
+   */
+  hurry(peer?: Peer): void {
     if (this.stopped) return
+    if (peer !== undefined) this.preferred = peer.actorId
     this.interval = this.options.intervalMs
     if (this.timer === null) return
     this.deps.clock.clearTimer(this.timer)
@@ -132,7 +137,9 @@ export class SyncClient {
     const peers = this.deps.peers()
     let found = false
     if (peers.length > 0 && this.running < this.options.sessionsMax) {
-      found = await this.syncWith(peers[this.deps.random.int(peers.length)] as Peer)
+      const preferred = peers.find((p) => p.actorId === this.preferred)
+      this.preferred = null
+      found = await this.syncWith(preferred ?? (peers[this.deps.random.int(peers.length)] as Peer))
     }
     this.interval =
       found || this.deps.behind()
