@@ -13,8 +13,8 @@
  *     polled when inotify reports a write to its WAL (and every POLL_FALLBACK_MS while writes
  *     are unseen): `PRAGMA data_version`, then the ids above the last one seen.
  * The ratio subscriber / file shows what matching and streaming add on top of replication.
- * Two clusters, one after the other: default settings (`[subscriptions] batch_ms = 5`, the
- * batching wait) and `batch_ms = 0`.
+ * Two clusters, one after the other: default settings (`[subscriptions] batch_ms`, the
+ * batching wait, SUBS_BATCH_MS) and `batch_ms = 0`.
  */
 import { watch, type FSWatcher } from 'node:fs'
 import http from 'node:http'
@@ -36,6 +36,7 @@ import {
 import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
 import { INSERT_SQL, localRow } from './fixture.ts'
 import { HttpClient, percentile } from './http-writes.ts'
+import { SUBS_BATCH_MS } from '../packages/agent/src/config/defaults.ts'
 
 const NODES = 3
 const RATE_PER_S = 50
@@ -52,7 +53,7 @@ const POLL_FALLBACK_MS = 1
 const SUBSCRIBED_SQL = 'SELECT id, a FROM t'
 
 const CONFIGS: readonly { readonly label: string; readonly settings: TomlSections }[] = [
-  { label: 'defaults (batch_ms = 5)', settings: {} },
+  { label: `defaults (batch_ms = ${SUBS_BATCH_MS})`, settings: {} },
   { label: 'batch_ms = 0', settings: { subscriptions: { batch_ms: 0 } } },
 ]
 

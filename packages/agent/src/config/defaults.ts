@@ -83,8 +83,13 @@ export const SUBS_READER_THREADS = 1
  * one subscription that can only be maintained by re-running it (aggregates, subqueries...).
  */
 export const SUBS_FULL_EVAL_INTERVAL_MS = 200
-/** `[subscriptions] batch_ms`: changed keys are collected this long before they are matched. */
-export const SUBS_BATCH_MS = 5
+/**
+ * `[subscriptions] batch_ms`: changed keys are collected this long before they are matched.
+ * Short: fan-out costs one write per listener per batch, and under load batches grow on their
+ * own (keys that arrive while a subscription is evaluated or its events are written wait for
+ * its next evaluation together). A longer wait only adds latency to every event.
+ */
+export const SUBS_BATCH_MS = 1
 /** Keys (or key prefixes) bound into one restricted evaluation query. */
 export const SUBS_EVAL_KEYS_MAX = 500
 /** Bytes of NDJSON handed to a listener's socket at once; with one chunk queued, its buffer cap. */

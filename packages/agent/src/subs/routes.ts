@@ -9,7 +9,6 @@
  * Errors before the stream starts answer with a status and `{"error": "..."}`; afterwards the
  * stream ends with an `{"error": "..."}` line. docs/api.md has the details.
  */
-import { Readable } from 'node:stream'
 import type {
   FastifyInstance,
   FastifyReply,
@@ -91,38 +90,43 @@ export function registerSubsRoutes(app: App, subs: Subscriptions): void {
     }
   }
 
-  const stream = async (
-    reply: FastifyReply,
-    conn: Connection,
-    opened: OpenedStream,
-  ): Promise<FastifyReply> => {
-    reply.raw.once('close', opened.close)
+  const stream = (reply: FastifyReply, conn: Connection, opened: OpenedStream): FastifyReply => {
+    const res = reply.raw
+    res.once('close', opened.close)
     // The client may have gone while the stream was being opened: its 'close' has passed.
     if (conn.signal.aborted) opened.close()
-    // One chunk at most waits in the stream: the agent's buffer per listener is that chunk
-    // plus what the socket holds.
-    const body = Readable.from(opened.lines, { objectMode: true, highWaterMark: 1 })
-    // Headers go out at once, not with the first event: an update stream may be quiet for
-    // long, and its client waits for the status and `corro-query-id`.
-    reply.raw.once('pipe', () => {
-      reply.raw.flushHeaders()
-    })
     // Once the response is over (or its client gone), the connection is closed from this side
     // (the kernel still delivers what it holds): a client that keeps a half-closed socket
     // open must not hold up the server's close.
-    const socket = reply.raw.socket
-    reply.raw.once('close', () => {
+    const socket = res.socket
+    res.once('close', () => {
       socket?.destroy()
     })
-    return (
-      reply
-        .header('corro-query-id', opened.id)
-        // A stream ends when the agent closes it: its connection goes too, rather than idling
-        // (kept alive) until the server's keep-alive timeout holds up a shutdown.
-        .header('connection', 'close')
-        .type('application/x-ndjson')
-        .send(body)
-    )
+    // A failed write shows as 'close'; the error itself has nowhere to go.
+    res.on('error', () => undefined)
+    // The stream writes into the response itself (one write per chunk, the same bytes for every
+    // listener of a change): no stream layers in between.
+    reply.hijack()
+    res.writeHead(200, {
+      'content-type': 'application/x-ndjson',
+      'corro-query-id': opened.id,
+      // A stream ends when the agent closes it: its connection goes too, rather than idling
+      // (kept alive) until the server's keep-alive timeout holds up a shutdown.
+      connection: 'close',
+    })
+    // Headers go out at once, not with the first event: an update stream may be quiet for
+    // long, and its client waits for the status and `corro-query-id`.
+    res.flushHeaders()
+    opened.serve({
+      write: (chunk) => res.write(chunk),
+      onDrain: (fn) => {
+        res.once('drain', fn)
+      },
+      end: () => {
+        res.end()
+      },
+    })
+    return reply
   }
 
   app.post('/v1/subscriptions', async (req, reply) => {

@@ -1,18 +1,26 @@
 /**
- * The NDJSON a listener reads, as async generators of text chunks (the API pipes them into the
- * response, which pulls a chunk only when the previous one was taken: backpressure).
+ * The NDJSON a listener reads, written straight into its connection (a `Sink`: the HTTP
+ * response), with no stream layer in between.
  *
  * A subscription listener keeps no queue of its own: it holds a cursor (the last change id it
- * was handed) and reads the subscription's log after it, from the in-memory window of recent
- * changes or from the subscriptions database. What the agent buffers for it is one chunk plus
- * what its socket holds. A listener too far behind is cut off by the manager (its `cut` is
- * set): the stream then yields one error event and ends.
+ * wrote) and is in one of two states.
+ *
+ * - Live: at the subscription's head, its connection draining. The manager encodes each batch
+ *   of change events once (`encodeChanges`) and every live listener writes the same bytes
+ *   (`deliver`): one `write` per listener per batch.
+ * - Catching up: sending the rows, or behind the head (its connection did not drain, or it
+ *   resumed with `from`). It reads the subscription's log after its cursor, from the in-memory
+ *   window of recent changes or from the subscriptions database, a chunk at a time, and waits
+ *   for `drain` whenever a write says the connection is full. Reaching the head makes it live.
+ *
+ * What the agent buffers for a listener is thus at most one chunk beyond what its socket
+ * holds. A listener too far behind is cut off by the manager (its `cut` is set): it writes one
+ * error event, ends, and is released at once.
  */
 import { performance } from 'node:perf_hooks'
 import { columnsLine, eoqLine, errorLine } from './events.ts'
 import type { Snapshot, SubsStore } from './subs-store.ts'
 import type { LoggedChange, SubListener, Subscription } from './subscription.ts'
-import type { UpdateListener } from './updates.ts'
 
 export type StreamStart =
   /** `columns`, every stored row, `eoq`, then changes. */
@@ -32,119 +40,47 @@ export interface StreamLimits {
 /** Why a stream must end now (an error event), or null to go on. */
 export type StopCheck = () => string | null
 
-function waitFor(
-  setWake: (wake: () => void) => void,
-  clearWake: () => void,
-  signal: AbortSignal,
-): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      signal.removeEventListener('abort', done)
-      clearWake()
-      resolve()
-    }
-    if (signal.aborted) {
-      resolve()
-      return
-    }
-    signal.addEventListener('abort', done, { once: true })
-    setWake(done)
-  })
+/** Where a stream's bytes go: the subset of `http.ServerResponse` it uses. */
+export interface Sink {
+  /** Queues `chunk`; false when the connection's buffer is full (`onDrain` follows). */
+  write(chunk: string | Uint8Array): boolean
+  /** Calls `fn` once, when the connection's buffer has emptied after a full write. */
+  onDrain(fn: () => void): void
+  /** Ends the response (the connection closes once what was written is sent). */
+  end(): void
 }
 
-export async function* subscriptionStream(o: {
-  readonly sub: Subscription
-  readonly listener: SubListener
-  readonly store: SubsStore
-  readonly start: StreamStart
-  readonly limits: StreamLimits
-  /** Aborted when the connection closes or the agent stops. */
-  readonly signal: AbortSignal
-  /** Agent-level reasons to end (shutting down); the listener's own cut is checked too. */
-  readonly stop: StopCheck
-  readonly onEnd: () => void
-}): AsyncGenerator<string> {
-  const { sub, listener, store, limits } = o
-  let snapshot: Snapshot | null = null
-  const reason = (): string | null => {
-    if (listener.cut !== null) return listener.cut
-    if (sub.state === 'failed') return `subscription failed: ${sub.failure ?? 'unknown error'}`
-    if (sub.state === 'closed') return o.stop() ?? 'the subscription was closed'
-    return o.stop()
-  }
-  try {
-    if (o.start.kind !== 'from') {
-      const started = performance.now()
-      yield columnsLine(sub.plan.columns)
-      if (o.start.kind === 'rows') {
-        snapshot = store.snapshot(sub.num)
-        if (snapshot === null) {
-          yield errorLine('the subscription was dropped')
-          return
-        }
-        listener.cursor = snapshot.changeId
-        for (;;) {
-          const stop = reason()
-          if (stop !== null) {
-            yield errorLine(stop)
-            return
-          }
-          if (o.signal.aborted) return
-          const lines = snapshot.next(limits.pageRows, limits.chunkBytes)
-          if (lines.length === 0) break
-          yield lines.join('')
-        }
-        snapshot.close()
-        snapshot = null
-      } else {
-        listener.cursor = sub.lastChange
-      }
-      yield eoqLine((performance.now() - started) / 1000, listener.cursor)
+/** Change events encoded once for every listener: whole lines, `firstId`..`lastId`. */
+export interface EncodedChunk {
+  readonly firstId: number
+  readonly lastId: number
+  readonly bytes: Buffer
+}
+
+/** Chunks written by a catching-up stream per turn of the event loop (then it yields). */
+const CHUNKS_PER_TURN = 8
+
+/** Encodes `changes` (contiguous ids) as chunks of about `chunkBytes`. */
+export function encodeChanges(
+  changes: readonly LoggedChange[],
+  chunkBytes: number,
+): EncodedChunk[] {
+  const out: EncodedChunk[] = []
+  let text = ''
+  let firstId = 0
+  for (const change of changes) {
+    if (text === '') firstId = change.id
+    text += change.line
+    if (text.length >= chunkBytes) {
+      out.push({ firstId, lastId: change.id, bytes: Buffer.from(text) })
+      text = ''
     }
-    for (;;) {
-      const stop = reason()
-      if (stop !== null) {
-        yield errorLine(stop)
-        return
-      }
-      if (o.signal.aborted) return
-      const after = listener.cursor
-      let batch: readonly LoggedChange[] = sub.recentAfter(after, limits.pageRows) ?? []
-      if (batch.length === 0 && after < sub.lastChange) {
-        batch = store.changesAfter(sub.num, after, limits.pageRows)
-      }
-      if (batch.length === 0) {
-        if (after < sub.lastChange) {
-          yield errorLine(historyGone(after, sub.firstChange))
-          return
-        }
-        await waitFor(
-          (wake) => {
-            listener.wake = wake
-          },
-          () => {
-            listener.wake = null
-          },
-          o.signal,
-        )
-        continue
-      }
-      if ((batch[0] as LoggedChange).id !== after + 1) {
-        yield errorLine(historyGone(after, sub.firstChange))
-        return
-      }
-      let chunk = ''
-      for (const change of batch) {
-        chunk += change.line
-        listener.cursor = change.id
-        if (chunk.length >= limits.chunkBytes) break
-      }
-      yield chunk
-    }
-  } finally {
-    snapshot?.close()
-    o.onEnd()
   }
+  const last = changes.at(-1)
+  if (text !== '' && last !== undefined) {
+    out.push({ firstId, lastId: last.id, bytes: Buffer.from(text) })
+  }
+  return out
 }
 
 export function historyGone(after: number, firstKept: number): string {
@@ -154,46 +90,377 @@ export function historyGone(after: number, firstKept: number): string {
   )
 }
 
-export async function* updatesStream(o: {
-  readonly listener: UpdateListener
-  readonly limits: StreamLimits
-  readonly signal: AbortSignal
-  readonly stop: StopCheck
-  readonly onEnd: () => void
-}): AsyncGenerator<string> {
-  const { listener } = o
-  try {
-    for (;;) {
-      const stop = listener.cut ?? o.stop()
-      if (stop !== null) {
-        yield errorLine(stop)
+/** Writes that arrive before the sink does, or after the stream ended, go nowhere. */
+abstract class Writer {
+  protected sink: Sink | null = null
+  protected ended = false
+  /** Waiting for the connection to drain. */
+  protected blocked = false
+  /** An error event to write once the sink comes (the stream ended before it did). */
+  private lastWords: string | null = null
+  private readonly onEnd: () => void
+
+  constructor(onEnd: () => void) {
+    this.onEnd = onEnd
+  }
+
+  /** Starts writing into `sink` (once). */
+  serve(sink: Sink): void {
+    this.sink = sink
+    if (this.ended) {
+      if (this.lastWords !== null) sink.write(errorLine(this.lastWords))
+      sink.end()
+      return
+    }
+    this.started()
+  }
+
+  protected abstract started(): void
+
+  /** Releases the stream without writing anything (its connection closed). */
+  close(): void {
+    if (this.ended) return
+    this.ended = true
+    this.released()
+    this.onEnd()
+  }
+
+  protected released(): void {
+    // Nothing to release by default.
+  }
+
+  /** Ends the stream with an error event, written even into a full connection (one line). */
+  protected finish(reason: string): void {
+    if (this.ended) return
+    if (this.sink === null) {
+      this.lastWords = reason
+    } else {
+      this.sink.write(errorLine(reason))
+      this.sink.end()
+    }
+    this.close()
+  }
+
+  /** Writes `chunk`; on a full connection, calls `resume` once it drains. */
+  protected put(chunk: string | Uint8Array, resume: () => void): boolean {
+    const sink = this.sink as Sink
+    if (sink.write(chunk)) return true
+    this.blocked = true
+    sink.onDrain(() => {
+      this.blocked = false
+      if (!this.ended) resume()
+    })
+    return false
+  }
+}
+
+type Phase = 'columns' | 'rows' | 'eoq' | 'log'
+
+/** One listener of a subscription (see the file comment). */
+export class SubscriptionWriter extends Writer implements SubListener {
+  cursor: number
+  cut: string | null = null
+  checkedCursor: number
+  checkedLag = 0
+  live = false
+  readonly destroy: () => void
+  readonly bufferedBytes: () => number
+  private phase: Phase
+  private snapshot: Snapshot | null = null
+  private startedMs = 0
+  /** A turn of `pump` is scheduled. */
+  private scheduled = false
+  private readonly o: {
+    readonly sub: Subscription
+    readonly store: SubsStore
+    readonly start: StreamStart
+    readonly limits: StreamLimits
+    /** Agent-level reasons to end (shutting down); the listener's own cut is checked too. */
+    readonly stop: StopCheck
+  }
+
+  constructor(o: {
+    readonly sub: Subscription
+    readonly store: SubsStore
+    readonly start: StreamStart
+    readonly limits: StreamLimits
+    readonly stop: StopCheck
+    readonly onEnd: () => void
+    readonly destroy: () => void
+    readonly bufferedBytes: () => number
+  }) {
+    super(o.onEnd)
+    this.o = o
+    this.destroy = o.destroy
+    this.bufferedBytes = o.bufferedBytes
+    this.cursor = o.start.kind === 'from' ? o.start.changeId : o.sub.lastChange
+    this.checkedCursor = this.cursor
+    this.phase = o.start.kind === 'from' ? 'log' : 'columns'
+  }
+
+  private reason(): string | null {
+    const sub = this.o.sub
+    if (this.cut !== null) return this.cut
+    if (sub.state === 'failed') return `subscription failed: ${sub.failure ?? 'unknown error'}`
+    if (sub.state === 'closed') return this.o.stop() ?? 'the subscription was closed'
+    return this.o.stop()
+  }
+
+  /** Ends the stream if it must end (cut, failed, closed, shutting down). */
+  check(): void {
+    if (this.ended) return
+    const stop = this.reason()
+    if (stop !== null) this.finish(stop)
+  }
+
+  protected started(): void {
+    this.startedMs = performance.now()
+    this.pump()
+  }
+
+  protected override released(): void {
+    this.live = false
+    this.snapshot?.close()
+    this.snapshot = null
+  }
+
+  /**
+   * Newly published change events, encoded once for every listener. A live listener writes
+   * them; one that is catching up reads them from the log when it gets there.
+   */
+  deliver(chunks: readonly EncodedChunk[]): void {
+    if (!this.live) return
+    for (const chunk of chunks) {
+      if (chunk.lastId <= this.cursor) continue
+      if (chunk.firstId !== this.cursor + 1) {
+        // Not contiguous (never expected): the log says what is missing.
+        this.live = false
+        this.pump()
         return
       }
-      if (o.signal.aborted) return
-      if (listener.queue.length === 0) {
-        await waitFor(
-          (wake) => {
-            listener.wake = wake
-          },
-          () => {
-            listener.wake = null
-          },
-          o.signal,
-        )
+      this.cursor = chunk.lastId
+      if (!this.put(chunk.bytes, this.resume)) {
+        this.live = false
+        return
+      }
+    }
+  }
+
+  private readonly resume = (): void => {
+    this.pump()
+  }
+
+  /** Writes what the listener has not got yet, until its connection is full or it is live. */
+  private pump(): void {
+    if (this.ended || this.blocked || this.sink === null) return
+    for (let n = 0; ; n++) {
+      const stop = this.reason()
+      if (stop !== null) {
+        this.finish(stop)
+        return
+      }
+      if (n === CHUNKS_PER_TURN) {
+        // A long catch-up (many rows, a long backlog) yields to everything else in between.
+        if (!this.scheduled) {
+          this.scheduled = true
+          setImmediate(() => {
+            this.scheduled = false
+            this.pump()
+          })
+        }
+        return
+      }
+      const chunk = this.next()
+      if (chunk === null) return
+      if (!this.put(chunk, this.resume)) return
+    }
+  }
+
+  /** The next chunk to write, or null when live or ended. */
+  private next(): string | null {
+    const { sub, store, limits } = this.o
+    switch (this.phase) {
+      case 'columns':
+        if (this.o.start.kind === 'rows') {
+          this.snapshot = store.snapshot(sub.num)
+          if (this.snapshot === null) {
+            this.finish('the subscription was dropped')
+            return null
+          }
+          this.cursor = this.snapshot.changeId
+          this.phase = 'rows'
+        } else {
+          this.cursor = sub.lastChange
+          this.phase = 'eoq'
+        }
+        return columnsLine(sub.plan.columns)
+      case 'rows': {
+        const lines = (this.snapshot as Snapshot).next(limits.pageRows, limits.chunkBytes)
+        if (lines.length > 0) return lines.join('')
+        ;(this.snapshot as Snapshot).close()
+        this.snapshot = null
+        this.phase = 'eoq'
+        return this.next()
+      }
+      case 'eoq':
+        this.phase = 'log'
+        return eoqLine((performance.now() - this.startedMs) / 1000, this.cursor)
+      case 'log':
+        return this.fromLog()
+    }
+  }
+
+  private fromLog(): string | null {
+    const { sub, store, limits } = this.o
+    const after = this.cursor
+    let batch: readonly LoggedChange[] = sub.recentAfter(after, limits.pageRows) ?? []
+    if (batch.length === 0 && after < sub.lastChange) {
+      batch = store.changesAfter(sub.num, after, limits.pageRows)
+    }
+    if (batch.length === 0) {
+      if (after < sub.lastChange) {
+        this.finish(historyGone(after, sub.firstChange))
+        return null
+      }
+      // At the head: published changes come through `deliver` from now on.
+      this.live = true
+      return null
+    }
+    if ((batch[0] as LoggedChange).id !== after + 1) {
+      this.finish(historyGone(after, sub.firstChange))
+      return null
+    }
+    let chunk = ''
+    for (const change of batch) {
+      chunk += change.line
+      this.cursor = change.id
+      if (chunk.length >= limits.chunkBytes) break
+    }
+    return chunk
+  }
+}
+
+/** Notification lines encoded once for every update stream of a table. */
+export interface EncodedLines {
+  readonly lines: number
+  readonly bytes: Buffer
+}
+
+/**
+ * One update stream. Notifications its connection cannot take yet wait in its queue (bounded
+ * by the hub, which cuts the listener off beyond it).
+ */
+export class UpdatesWriter extends Writer {
+  readonly table: string
+  cut: string | null = null
+  private queue: EncodedLines[] = []
+  /** Notifications and bytes waiting in the queue. */
+  queuedLines = 0
+  queuedBytes = 0
+  readonly destroy: () => void
+  readonly bufferedBytes: () => number
+  private readonly stop: StopCheck
+
+  constructor(o: {
+    readonly table: string
+    readonly stop: StopCheck
+    readonly onEnd: () => void
+    readonly destroy: () => void
+    readonly bufferedBytes: () => number
+  }) {
+    super(o.onEnd)
+    this.table = o.table
+    this.stop = o.stop
+    this.destroy = o.destroy
+    this.bufferedBytes = o.bufferedBytes
+  }
+
+  check(): void {
+    if (this.ended) return
+    const stop = this.cut ?? this.stop()
+    if (stop !== null) this.finish(stop)
+  }
+
+  protected started(): void {
+    this.flush()
+  }
+
+  protected override released(): void {
+    this.queue = []
+    this.queuedLines = 0
+    this.queuedBytes = 0
+  }
+
+  /** New notifications: written now if the connection takes them, queued otherwise. */
+  push(chunk: EncodedLines): void {
+    if (this.ended) return
+    this.queue.push(chunk)
+    this.queuedLines += chunk.lines
+    this.queuedBytes += chunk.bytes.length
+    this.flush()
+  }
+
+  private readonly flush = (): void => {
+    if (this.ended || this.blocked || this.sink === null) return
+    for (;;) {
+      const chunk = this.queue.shift()
+      if (chunk === undefined) return
+      this.queuedLines -= chunk.lines
+      this.queuedBytes -= chunk.bytes.length
+      if (!this.put(chunk.bytes, this.flush)) return
+    }
+  }
+}
+
+/**
+ * A stream as an async generator of text chunks, for reading it in process (tests, tools):
+ * each chunk is taken before the next is written, so the writer waits for `drain` each time.
+ */
+export async function* sinkLines(
+  serve: (sink: Sink) => void,
+  close: () => void,
+): AsyncGenerator<string> {
+  const chunks: string[] = []
+  // Set by the writer's calls (closures), read by the loop.
+  const st: { ended: boolean; notify: (() => void) | null; drain: (() => void) | null } = {
+    ended: false,
+    notify: null,
+    drain: null,
+  }
+  serve({
+    write: (chunk) => {
+      chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString())
+      st.notify?.()
+      return false
+    },
+    onDrain: (fn) => {
+      st.drain = fn
+    },
+    end: () => {
+      st.ended = true
+      st.notify?.()
+    },
+  })
+  try {
+    for (;;) {
+      const chunk = chunks.shift()
+      if (chunk !== undefined) {
+        yield chunk
         continue
       }
-      let chunk = ''
-      let taken = 0
-      for (const line of listener.queue) {
-        chunk += line
-        taken++
-        if (chunk.length >= o.limits.chunkBytes) break
+      if (st.ended) return
+      const resume = st.drain
+      st.drain = null
+      if (resume !== null) {
+        resume()
+        continue
       }
-      listener.queue.splice(0, taken)
-      listener.queuedBytes -= chunk.length
-      yield chunk
+      await new Promise<void>((resolve) => {
+        st.notify = resolve
+      })
+      st.notify = null
     }
   } finally {
-    o.onEnd()
+    close()
   }
 }

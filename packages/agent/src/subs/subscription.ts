@@ -4,6 +4,7 @@
  * that listeners at the head do not read them back from SQLite.
  */
 import type { Plan } from './planner.ts'
+import type { EncodedChunk } from './streams.ts'
 
 export type SubscriptionState =
   /** Waiting for its first result. */
@@ -20,21 +21,25 @@ export interface LoggedChange {
   readonly line: string
 }
 
-/** One stream attached to a subscription. */
+/** One stream attached to a subscription (streams.ts `SubscriptionWriter`). */
 export interface SubListener {
-  /** The last change id handed to the stream (the snapshot's change id before any). */
+  /** The last change id written to the stream (the snapshot's change id before any). */
   cursor: number
-  /** Why the agent cut this listener off (it yields this as an error event, then ends). */
+  /** Why the agent cut this listener off (it writes this as an error event, then ends). */
   cut: string | null
   /** Its cursor and lag when the previous change events were published (see the manager). */
   checkedCursor: number
   checkedLag: number
+  /** At the head and draining: takes published change events through `deliver`. */
+  readonly live: boolean
+  /** Newly published change events, encoded once for every listener. */
+  deliver(chunks: readonly EncodedChunk[]): void
+  /** Ends the stream with an error event if it must end (cut, failed, closed, stopping). */
+  check(): void
   /** Ends the connection at once (a cut listener that did not take its error event). */
   readonly destroy: () => void
   /** Bytes written to the connection and not yet sent. */
   readonly bufferedBytes: () => number
-  /** Wakes the listener's stream when it is waiting for a change. */
-  wake: (() => void) | null
 }
 
 export class Subscription {
@@ -178,7 +183,7 @@ export class Subscription {
     this.pendingCount = 0
   }
 
-  /** Records newly logged changes and wakes the listeners waiting for them. */
+  /** Records newly logged changes (the manager hands them to the listeners). */
   published(changes: readonly LoggedChange[], lastChange: number, firstChange: number): void {
     for (const c of changes) {
       this.recent.push(c)
@@ -199,15 +204,11 @@ export class Subscription {
     }
     this.lastChange = lastChange
     this.firstChange = Math.max(this.firstChange, firstChange)
-    if (changes.length > 0) this.wakeAll()
   }
 
-  wakeAll(): void {
-    for (const l of this.listeners) {
-      const wake = l.wake
-      l.wake = null
-      wake?.()
-    }
+  /** Lets every listener see that it must end (failed, closed, stopping). */
+  checkAll(): void {
+    for (const l of this.listeners) l.check()
   }
 
   /** Changes after `after` from the in-memory window, or null when it does not reach back. */

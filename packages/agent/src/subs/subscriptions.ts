@@ -6,6 +6,9 @@
  *   SQL, decodes nothing and never throws into the write path.
  * - On the tick (`[subscriptions] batch_ms` later) the keys go to the subscriptions that read
  *   their tables, and update streams get their notifications.
+ * - Change events are encoded once per batch and written by every listener at the head into
+ *   its connection (streams.ts); after a fan-out the next tick waits as long as the writing
+ *   took (at most FANOUT_REST_MAX_MS), so under load more changes go out per write.
  * - A scheduler runs evaluations (matcher.ts), at most one per subscription and
  *   `reader_threads` at once, round-robin, so one busy subscription delays the others by at
  *   most its turn. A subscription whose query fails is failed alone: its listeners get an
@@ -44,7 +47,15 @@ import {
 } from './matcher.ts'
 import { bindStatement } from './params.ts'
 import { planSignature, Planner, type Plan, type TableCatalog } from './planner.ts'
-import { historyGone, subscriptionStream, updatesStream, type StreamStart } from './streams.ts'
+import {
+  encodeChanges,
+  historyGone,
+  sinkLines,
+  SubscriptionWriter,
+  UpdatesWriter,
+  type Sink,
+  type StreamStart,
+} from './streams.ts'
 import { SubsStore, type DiffResult } from './subs-store.ts'
 import { Subscription, type SubListener } from './subscription.ts'
 import { UpdatesHub, type UpdateListener } from './updates.ts'
@@ -88,6 +99,9 @@ export interface Connection {
 export interface OpenedStream {
   /** The subscription id (`corro-query-id`). */
   readonly id: string
+  /** Starts writing the stream into its connection's response (once). */
+  readonly serve: (sink: Sink) => void
+  /** Or: the stream read in process, as text chunks (serves it on first use). */
   readonly lines: AsyncGenerator<string>
   /** Releases the listener; safe to call more than once (the connection closed). */
   readonly close: () => void
@@ -105,6 +119,8 @@ export interface SubscriptionInfo {
 }
 
 const LIMITS = { pageRows: 512, chunkBytes: SUBS_STREAM_CHUNK_BYTES }
+/** The longest rest after writing change events to listeners (see `restUntilMs`). */
+const FANOUT_REST_MAX_MS = 50
 /** Rows of dropped subscriptions deleted per step of the background clean-up. */
 const GC_ROWS_PER_STEP = 2000
 
@@ -127,6 +143,12 @@ export class Subscriptions {
   private readonly running = new Set<Promise<void>>()
   private listenerCount = 0
   private tickTimer: NodeJS.Timeout | null = null
+  /**
+   * No tick before this (performance.now() ms): after writing change events to listeners, the
+   * manager rests as long as the writing took, so that under load fan-out takes at most about
+   * half the time and the changes that arrive meanwhile go out together, in fewer writes.
+   */
+  private restUntilMs = 0
   private readonly sweepTimer: NodeJS.Timeout
   private readonly deferred = new Map<Subscription, NodeJS.Timeout>()
   private gcRunning = false
@@ -152,8 +174,8 @@ export class Subscriptions {
       historyMax: o.config.maxHistory,
     }
     this.queue = new ChangeQueue(o.config.maxPendingKeys)
-    this.updates = new UpdatesHub(o.config.maxListenerLag, (l) => {
-      // The hub has set `cut` and woken the stream; it still has to be closed if it is stuck.
+    this.updates = new UpdatesHub(o.config.maxListenerLag, LIMITS.chunkBytes, (l) => {
+      // The hub has set `cut` and ended the stream; it still has to be closed if it is stuck.
       this.metrics.listenersCut.inc({ reason: 'slow' })
       setTimeout(l.destroy, SUBS_CUT_GRACE_MS).unref()
     })
@@ -197,10 +219,11 @@ export class Subscriptions {
 
   private armTick(): void {
     if (this.tickTimer !== null || this.stopped) return
+    const delayMs = Math.max(this.config.batchMs, this.restUntilMs - performance.now())
     this.tickTimer = setTimeout(() => {
       this.tickTimer = null
       this.tick()
-    }, this.config.batchMs).unref()
+    }, delayMs).unref()
   }
 
   /** Hands queued keys to subscriptions and notifications to update streams. */
@@ -318,6 +341,22 @@ export class Subscriptions {
     sub.published(diff.changes, diff.lastChange, diff.firstChange)
     if (diff.changes.length === 0) return
     this.metrics.changes.inc(diff.changes.length)
+    // Encoded once, written by every live listener (the others read the log when they can).
+    let chunks: ReturnType<typeof encodeChanges> | null = null
+    const started = performance.now()
+    for (const l of sub.listeners) {
+      if (!l.live) continue
+      chunks ??= encodeChanges(diff.changes, LIMITS.chunkBytes)
+      l.deliver(chunks)
+    }
+    if (chunks === null) return
+    // The writes reach the sockets after this turn (Node flushes corked writes on the next
+    // tick): measured once they have.
+    setImmediate(() => {
+      const now = performance.now()
+      const restMs = Math.min(now - started, FANOUT_REST_MAX_MS)
+      this.restUntilMs = Math.max(this.restUntilMs, now + restMs)
+    })
     // A listener is cut off when it is more than max_listener_lag changes behind and has not
     // moved since the previous publish while already behind then: one that reads, even slowly,
     // or that a single large change put far behind, goes on (it costs a cursor, not a queue;
@@ -344,9 +383,7 @@ export class Subscriptions {
       l.cut = reason
       this.metrics.listenersCut.inc({ reason: label })
     }
-    const wake = l.wake
-    l.wake = null
-    wake?.()
+    l.check()
     setTimeout(l.destroy, SUBS_CUT_GRACE_MS).unref()
   }
 
@@ -362,7 +399,7 @@ export class Subscriptions {
     if (sub.listeners.size > 0) {
       this.metrics.listenersCut.inc({ reason: 'failed' }, sub.listeners.size)
     }
-    sub.wakeAll()
+    sub.checkAll()
   }
 
   private remember(id: string, err: SubsError): void {
@@ -616,38 +653,29 @@ export class Subscriptions {
     } else {
       start = { kind: req.skipRows === true ? 'skip-rows' : 'rows' }
     }
-    const cursor = from > 0 ? from : sub.lastChange
-    const listener: SubListener = {
-      cursor,
-      cut: null,
-      checkedCursor: cursor,
-      checkedLag: 0,
-      wake: null,
-      destroy: conn.destroy,
-      bufferedBytes: conn.bufferedBytes,
-    }
-    sub.listeners.add(listener)
-    sub.idleSinceMs = null
     let ended = false
-    const close = (): void => {
-      if (ended) return
-      ended = true
-      sub.listeners.delete(listener)
-      this.listenerCount--
-      if (sub.listeners.size === 0) sub.idleSinceMs = Date.now()
-    }
-    const lines = subscriptionStream({
+    const listener: SubscriptionWriter = new SubscriptionWriter({
       sub,
-      listener,
       store: this.store,
       start,
       limits: LIMITS,
-      signal: AbortSignal.any([conn.signal, conn.closing]),
       stop: () =>
         conn.closing.aborted || this.stopped ? this.shutdownMessage(listener.cursor) : null,
-      onEnd: close,
+      onEnd: () => {
+        if (ended) return
+        ended = true
+        sub.listeners.delete(listener)
+        this.listenerCount--
+        if (sub.listeners.size === 0) sub.idleSinceMs = Date.now()
+        unwatch()
+      },
+      destroy: conn.destroy,
+      bufferedBytes: conn.bufferedBytes,
     })
-    return { id: sub.id, lines, close }
+    sub.listeners.add(listener)
+    sub.idleSinceMs = null
+    const unwatch = watch(conn, listener)
+    return opened(sub.id, listener)
   }
 
   private shutdownMessage(cursor: number): string {
@@ -662,32 +690,24 @@ export class Subscriptions {
       throw new SubsError('NOT_FOUND', `no replicated table named "${table}"`)
     }
     this.reserveListener()
-    const listener: UpdateListener = {
-      table: crr.name.toLowerCase(),
-      queue: [],
-      queuedBytes: 0,
-      cut: null,
-      wake: null,
-      destroy: conn.destroy,
-      bufferedBytes: conn.bufferedBytes,
-    }
-    this.updates.add(listener)
     let ended = false
-    const close = (): void => {
-      if (ended) return
-      ended = true
-      this.updates.remove(listener)
-      this.listenerCount--
-    }
-    const lines = updatesStream({
-      listener,
-      limits: LIMITS,
-      signal: AbortSignal.any([conn.signal, conn.closing]),
+    const listener: UpdatesWriter = new UpdatesWriter({
+      table: crr.name.toLowerCase(),
       stop: () =>
         conn.closing.aborted || this.stopped ? 'the agent is shutting down; start over' : null,
-      onEnd: close,
+      onEnd: () => {
+        if (ended) return
+        ended = true
+        this.updates.remove(listener)
+        this.listenerCount--
+        unwatch()
+      },
+      destroy: conn.destroy,
+      bufferedBytes: conn.bufferedBytes,
     })
-    return { id: randomUUID(), lines, close }
+    this.updates.add(listener)
+    const unwatch = watch(conn, listener)
+    return opened(randomUUID(), listener)
   }
 
   private reserveListener(): void {
@@ -794,17 +814,59 @@ export class Subscriptions {
       sub.state = 'closed'
       sub.abort.abort()
       sub.markReady(new SubsError('CLOSED', 'the agent is shutting down'))
-      sub.wakeAll()
+      sub.checkAll()
     }
-    for (const l of this.updates.all()) {
-      const wake = l.wake
-      l.wake = null
-      wake?.()
-    }
+    for (const l of this.updates.all()) l.check()
     for (const resolve of this.idleWaiters.splice(0)) resolve()
     await Promise.allSettled([...this.running])
     this.planner.close()
     this.store.close()
+  }
+}
+
+/**
+ * Ends a stream when its connection closes, and with an error event when the agent stops
+ * serving; returns what undoes that (once per stream, not per write).
+ */
+function watch(
+  conn: Connection,
+  writer: { readonly check: () => void; readonly close: () => void },
+): () => void {
+  const close = (): void => {
+    writer.close()
+  }
+  const check = (): void => {
+    writer.check()
+  }
+  conn.signal.addEventListener('abort', close, { once: true })
+  conn.closing.addEventListener('abort', check, { once: true })
+  return () => {
+    conn.signal.removeEventListener('abort', close)
+    conn.closing.removeEventListener('abort', check)
+  }
+}
+
+/** What the HTTP layer (or an in-process reader) gets of a stream. */
+function opened(
+  id: string,
+  writer: { readonly serve: (sink: Sink) => void; readonly close: () => void },
+): OpenedStream {
+  let lines: AsyncGenerator<string> | null = null
+  const close = (): void => {
+    writer.close()
+  }
+  return {
+    id,
+    serve: (sink) => {
+      writer.serve(sink)
+    },
+    get lines() {
+      lines ??= sinkLines((sink) => {
+        writer.serve(sink)
+      }, close)
+      return lines
+    },
+    close,
   }
 }
 

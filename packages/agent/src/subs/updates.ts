@@ -4,23 +4,17 @@
  *
  * Commits arrive in order; the hub keeps, per table, the latest state of each changed key
  * until the next tick (a key changed twice in one tick is sent once, with its latest state),
- * then appends one line per key to each listener's queue, in tick order. So a listener never
+ * then encodes one line per key, once for all the table's listeners, and each listener writes
+ * them (or queues them while its connection is full), in tick order. So a listener never
  * sees an older state of a key after a newer one. Each listener's queue holds at most
  * `maxQueued` lines: a listener that lets more pile up is cut off with an error event.
  */
 import { encodeRow } from '../api/json.ts'
 import { unpackPk } from '../crdt/pk-codec.ts'
 import { notifyLine } from './events.ts'
+import type { EncodedLines, UpdatesWriter } from './streams.ts'
 
-export interface UpdateListener {
-  readonly table: string
-  readonly queue: string[]
-  queuedBytes: number
-  cut: string | null
-  wake: (() => void) | null
-  readonly destroy: () => void
-  readonly bufferedBytes: () => number
-}
+export type UpdateListener = UpdatesWriter
 
 export class UpdatesHub {
   private readonly listeners = new Map<string, Set<UpdateListener>>()
@@ -32,8 +26,12 @@ export class UpdatesHub {
   /** Keys that could not be decoded (never expected: the replica packs them). */
   undecodable = 0
 
-  constructor(maxQueued: number, onCut: (l: UpdateListener) => void) {
+  /** Bytes per chunk handed to a connection. */
+  private readonly chunkBytes: number
+
+  constructor(maxQueued: number, chunkBytes: number, onCut: (l: UpdateListener) => void) {
     this.maxQueued = maxQueued
+    this.chunkBytes = chunkBytes
     this.onCut = onCut
   }
 
@@ -50,7 +48,7 @@ export class UpdatesHub {
 
   queued(): number {
     let n = 0
-    for (const set of this.listeners.values()) for (const l of set) n += l.queue.length
+    for (const set of this.listeners.values()) for (const l of set) n += l.queuedLines
     return n
   }
 
@@ -119,22 +117,18 @@ export class UpdatesHub {
         }
       }
       this.notifications += lines.length
+      if (lines.length === 0) continue
+      const chunks = encodeLines(lines, this.chunkBytes)
       for (const l of set) {
         if (l.cut !== null) continue
-        if (l.queue.length + lines.length > this.maxQueued) {
+        if (l.queuedLines + lines.length > this.maxQueued) {
           this.cut(
             l,
             `update stream fell behind by more than ${this.maxQueued} notifications ([subscriptions] max_listener_lag); start over`,
           )
           continue
         }
-        for (const line of lines) {
-          l.queue.push(line)
-          l.queuedBytes += line.length
-        }
-        const wake = l.wake
-        l.wake = null
-        wake?.()
+        for (const chunk of chunks) l.push(chunk)
       }
     }
     this.pending.clear()
@@ -143,11 +137,25 @@ export class UpdatesHub {
   private cut(l: UpdateListener, reason: string): void {
     if (l.cut !== null) return
     l.cut = reason
-    l.queue.length = 0
-    l.queuedBytes = 0
-    const wake = l.wake
-    l.wake = null
-    wake?.()
+    l.check()
     this.onCut(l)
   }
+}
+
+/** `lines` as chunks of about `chunkBytes`, each encoded once for every listener. */
+function encodeLines(lines: readonly string[], chunkBytes: number): EncodedLines[] {
+  const out: EncodedLines[] = []
+  let text = ''
+  let n = 0
+  for (const line of lines) {
+    text += line
+    n++
+    if (text.length >= chunkBytes) {
+      out.push({ lines: n, bytes: Buffer.from(text) })
+      text = ''
+      n = 0
+    }
+  }
+  if (n > 0) out.push({ lines: n, bytes: Buffer.from(text) })
+  return out
 }
