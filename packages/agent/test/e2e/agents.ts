@@ -85,3 +85,27 @@ export async function waitFor(
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
+
+/** POST /v1/queries on `n`: each row as the JSON text of its values, in result order. */
+export async function queryRows(
+  n: AgentProcess,
+  sql: string,
+  timeoutMs = 10_000,
+): Promise<string[]> {
+  const res = await fetch(`${n.api}/v1/queries`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(sql),
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  const text = await res.text()
+  assert.equal(res.status, 200, `${n.name}: ${text}`)
+  const out: string[] = []
+  for (const line of text.split('\n')) {
+    if (line === '') continue
+    const event = JSON.parse(line) as { row?: [number, unknown[]]; error?: string }
+    assert.equal(event.error, undefined, `${n.name}: ${line}`)
+    if (event.row !== undefined) out.push(JSON.stringify(event.row[1]))
+  }
+  return out
+}

@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { REPO_ROOT, startAgent, waitExit, waitFor, type AgentProcess } from './agents.ts'
+import { queryRows, REPO_ROOT, startAgent, waitExit, waitFor, type AgentProcess } from './agents.ts'
 import { freePort } from './ports.ts'
 
 /** Agents of the convergence test; the writer and the late agent come on top. */
@@ -116,23 +116,8 @@ async function transact(
 }
 
 /** POST /v1/queries: each row as the JSON text of its values, in order. */
-async function rows(n: AgentProcess, sql: string): Promise<string[]> {
-  const res = await fetch(`${n.api}/v1/queries`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(sql),
-    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
-  })
-  const text = await res.text()
-  assert.equal(res.status, 200, `${n.name}: ${text}`)
-  const out: string[] = []
-  for (const line of text.split('\n')) {
-    if (line === '') continue
-    const event = JSON.parse(line) as { row?: [number, unknown[]]; error?: string }
-    assert.equal(event.error, undefined, `${n.name}: ${line}`)
-    if (event.row !== undefined) out.push(JSON.stringify(event.row[1]))
-  }
-  return out
+function rows(n: AgentProcess, sql: string): Promise<string[]> {
+  return queryRows(n, sql, HTTP_TIMEOUT_MS)
 }
 
 /** The ids of a table's rows. */

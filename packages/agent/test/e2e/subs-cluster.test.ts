@@ -21,7 +21,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { REPO_ROOT, startAgent, waitExit, type AgentProcess } from './agents.ts'
+import { queryRows, REPO_ROOT, startAgent, waitExit, type AgentProcess } from './agents.ts'
 import { freePort } from './ports.ts'
 
 /** Every wait of this file (formation, replication, an event) fails after this long. */
@@ -135,22 +135,7 @@ async function transact(n: AgentProcess, statements: readonly Statement[]): Prom
 
 /** POST /v1/queries: each row as the JSON text of its values, sorted. */
 async function query(n: AgentProcess, sql: string): Promise<string[]> {
-  const res = await fetch(`${n.api}/v1/queries`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(sql),
-    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
-  })
-  const text = await res.text()
-  assert.equal(res.status, 200, `${n.name}: ${text}`)
-  const out: string[] = []
-  for (const line of text.split('\n')) {
-    if (line === '') continue
-    const event = JSON.parse(line) as { row?: [number, Json[]]; error?: string }
-    assert.equal(event.error, undefined, `${n.name}: ${line}`)
-    if (event.row !== undefined) out.push(JSON.stringify(event.row[1]))
-  }
-  return out.sort()
+  return (await queryRows(n, sql, HTTP_TIMEOUT_MS)).sort()
 }
 
 async function allAlive(): Promise<boolean> {
