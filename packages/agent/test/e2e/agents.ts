@@ -109,3 +109,30 @@ export async function queryRows(
   }
   return out
 }
+
+/**
+ * The config file of one test agent: its data under `<name>/`, API and gossip on 127.0.0.1,
+ * joining through `bootstrap` (gossip ports), then any `extra` lines (sections of their own).
+ */
+export function agentConfig(options: {
+  readonly name: string
+  readonly apiPort: number
+  readonly gossipPort: number
+  readonly bootstrap: readonly number[]
+  readonly schema?: boolean
+  readonly extra?: readonly string[]
+}): string {
+  return [
+    '[db]',
+    `path = "${options.name}/state.db"`,
+    ...(options.schema === true ? ['schema_paths = ["schema.sql"]'] : []),
+    'reader_threads = 1',
+    '[api]',
+    `addr = "127.0.0.1:${options.apiPort}"`,
+    '[gossip]',
+    `addr = "127.0.0.1:${options.gossipPort}"`,
+    `bootstrap = [${options.bootstrap.map((p) => `"127.0.0.1:${p}"`).join(', ')}]`,
+    ...(options.extra ?? []),
+    '',
+  ].join('\n')
+}

@@ -23,7 +23,14 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { LAN_PROFILE } from '../../src/membership/defaults.ts'
 import { suspicionBounds } from '../../src/membership/suspicion.ts'
-import { REPO_ROOT, startAgent as start, waitExit, waitFor, type AgentProcess } from './agents.ts'
+import {
+  agentConfig,
+  REPO_ROOT,
+  startAgent as start,
+  waitExit,
+  waitFor,
+  type AgentProcess,
+} from './agents.ts'
 import { freePort } from './ports.ts'
 
 const NODES = 5
@@ -105,17 +112,7 @@ before(async () => {
     const cfg = join(dir, `${name}.toml`)
     writeFileSync(
       cfg,
-      [
-        '[db]',
-        `path = "${name}/state.db"`,
-        'reader_threads = 1',
-        '[api]',
-        `addr = "127.0.0.1:${apiPort}"`,
-        '[gossip]',
-        `addr = "127.0.0.1:${gossipPort}"`,
-        `bootstrap = ${i === 0 ? '[]' : `["127.0.0.1:${ports[1] ?? 0}"]`}`,
-        '',
-      ].join('\n'),
+      agentConfig({ name, apiPort, gossipPort, bootstrap: i === 0 ? [] : [ports[1] ?? 0] }),
     )
     nodes.push({
       name,

@@ -22,7 +22,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { queryRows, REPO_ROOT, startAgent, waitExit, waitFor, type AgentProcess } from './agents.ts'
+import {
+  agentConfig,
+  queryRows,
+  REPO_ROOT,
+  startAgent,
+  waitExit,
+  waitFor,
+  type AgentProcess,
+} from './agents.ts'
 import { freePort } from './ports.ts'
 
 /** Agents of the convergence test; the writer and the late agent come on top. */
@@ -198,22 +206,14 @@ function makeAgent(name: string, extra: readonly string[] = []): AgentProcess {
   const cfg = join(dir, `${name}.toml`)
   writeFileSync(
     cfg,
-    [
-      '[db]',
-      `path = "${name}/state.db"`,
-      'schema_paths = ["schema.sql"]',
-      'reader_threads = 1',
-      '[api]',
-      `addr = "127.0.0.1:${apiPort}"`,
-      '[gossip]',
-      `addr = "127.0.0.1:${gossipPort}"`,
-      `bootstrap = ${seed === undefined ? '[]' : `["127.0.0.1:${seed.gossipPort}"]`}`,
-      ...extra,
-      '[perf]',
-      'min_sync_backoff = 0.5',
-      'max_sync_backoff = 2',
-      '',
-    ].join('\n'),
+    agentConfig({
+      name,
+      apiPort,
+      gossipPort,
+      bootstrap: seed === undefined ? [] : [seed.gossipPort],
+      schema: true,
+      extra: [...extra, '[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
+    }),
   )
   const n: AgentProcess = {
     name,

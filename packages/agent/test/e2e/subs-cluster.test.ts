@@ -21,7 +21,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { queryRows, REPO_ROOT, startAgent, waitExit, type AgentProcess } from './agents.ts'
+import {
+  agentConfig,
+  queryRows,
+  REPO_ROOT,
+  startAgent,
+  waitExit,
+  type AgentProcess,
+} from './agents.ts'
 import { freePort } from './ports.ts'
 
 /** Every wait of this file (formation, replication, an event) fails after this long. */
@@ -222,21 +229,14 @@ before(async () => {
     const cfg = join(dir, `${name}.toml`)
     writeFileSync(
       cfg,
-      [
-        '[db]',
-        `path = "${name}/state.db"`,
-        'schema_paths = ["schema.sql"]',
-        'reader_threads = 1',
-        '[api]',
-        `addr = "127.0.0.1:${apiPort}"`,
-        '[gossip]',
-        `addr = "127.0.0.1:${gossipPort}"`,
-        `bootstrap = ${i === 0 ? '[]' : `["127.0.0.1:${ports[1] ?? 0}"]`}`,
-        '[perf]',
-        'min_sync_backoff = 0.5',
-        'max_sync_backoff = 2',
-        '',
-      ].join('\n'),
+      agentConfig({
+        name,
+        apiPort,
+        gossipPort,
+        bootstrap: i === 0 ? [] : [ports[1] ?? 0],
+        schema: true,
+        extra: ['[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
+      }),
     )
     nodes.push({
       name,
