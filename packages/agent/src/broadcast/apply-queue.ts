@@ -84,12 +84,18 @@ export class ApplyQueue {
     return this.keys.has(key)
   }
 
-  /** Versions of `originHex` waiting (so sync does not ask for them again). */
-  pendingVersions(originHex: string): Set<number> {
-    const out = new Set<number>()
+  /**
+   * The versions waiting, by origin (hex), in one pass over the queue (so sync does not ask for
+   * them again).
+   */
+  pendingVersions(): Map<string, Set<number>> {
+    const out = new Map<string, Set<number>>()
     for (const { chunk } of this.items) {
       if (chunk.kind !== 'full') continue
-      if (Buffer.from(chunk.origin).toString('hex') === originHex) out.add(chunk.version)
+      const hex = Buffer.from(chunk.origin).toString('hex')
+      let set = out.get(hex)
+      if (set === undefined) out.set(hex, (set = new Set()))
+      set.add(chunk.version)
     }
     return out
   }

@@ -259,6 +259,7 @@ export class SyncClient {
       set.add(b.version)
     }
     const states = new Map(replica.originStates().map((o) => [siteIdHex(o.siteId), o]))
+    const pending = queue.pendingVersions()
     const needs = computeNeeds(
       haves,
       {
@@ -269,7 +270,7 @@ export class SyncClient {
         },
         skip: (origin) => {
           const hex = siteIdHex(origin)
-          const out = new Set<number>(queue.pendingVersions(hex))
+          const out = new Set<number>(pending.get(hex))
           for (const v of buffered.get(hex) ?? []) out.add(v)
           for (const v of this.claimed.get(hex) ?? []) out.add(v)
           return out
