@@ -60,13 +60,24 @@ function counter(
   })
 }
 
+/** Stats read this recently are reused: collectors of one scrape run within this. */
+const STATS_REUSE_MS = 100
+
 export function registerReplicationMetrics(
   registry: Registry,
   replicator: Replicator,
   options: ReplicationOptions & { readonly bufferCellsMax: number },
   links: () => PeerLinksStats,
 ): void {
-  const s = () => replicator.stats()
+  // One scrape reads the stats once (some 30 collectors ask for them).
+  let cached: { at: number; stats: ReturnType<Replicator['stats']> } | null = null
+  const s = (): ReturnType<Replicator['stats']> => {
+    const now = performance.now()
+    if (cached === null || now - cached.at > STATS_REUSE_MS) {
+      cached = { at: now, stats: replicator.stats() }
+    }
+    return cached.stats
+  }
   labelledGauge(
     registry,
     'patina_queue_size',
