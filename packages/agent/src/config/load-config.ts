@@ -402,12 +402,14 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
     )
   }
   const replication = replicationOptions(c.gossip, c.perf)
+  // Pairs of keys where the first must not exceed the second, in the file's own units.
+  const backoff = (ms: number): number => ms / 1000
   const order: [string, number, string, number][] = [
     [
       'perf.min_sync_backoff',
-      replication.syncIntervalMs,
+      backoff(replication.syncIntervalMs),
       'max_sync_backoff',
-      replication.syncIntervalMaxMs,
+      backoff(replication.syncIntervalMaxMs),
     ],
     [
       'perf.apply_queue_min_batch_size',
