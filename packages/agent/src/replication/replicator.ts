@@ -271,8 +271,7 @@ export class Replicator {
     const known =
       chunk.kind === 'full'
         ? replica.covers(chunk.origin, chunk.version, chunk.seqs)
-        : replica.covers(chunk.origin, chunk.versions[0]) &&
-          replica.covers(chunk.origin, chunk.versions[1])
+        : replica.holdsRange(chunk.origin, chunk.versions)
     if (known || this.queue.has(chunkKey(chunk))) {
       this.received.duplicates++
       return
