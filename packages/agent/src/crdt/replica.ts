@@ -783,16 +783,16 @@ export class Replica {
     return this.buffer.cellCount()
   }
 
-  /**
-   * True when this replica already has what a chunk would bring: the version is held, or it is
-   * buffered with these seqs (or held for a schema change).
-   */
   /** True when this replica holds every version of `range` of `siteId` (an empty chunk). */
   holdsRange(siteId: Uint8Array, range: VersionRange): boolean {
     const site = this.siteOrdinal(siteId, false)
     return site !== undefined && (site === 0 || holdsAll(this.origin(site), range))
   }
 
+  /**
+   * True when this replica already has what a chunk would bring: the version is held, or it is
+   * buffered with these seqs (or held for a schema change).
+   */
   covers(siteId: Uint8Array, version: number, seqs?: VersionRange): boolean {
     const site = this.siteOrdinal(siteId, false)
     if (site === undefined) return false
