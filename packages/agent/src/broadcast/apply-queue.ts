@@ -9,7 +9,7 @@
  * took longer than `targetMs` and doubles when one took less than a quarter of it while the
  * queue had more, within [batchMin, batchMax].
  */
-import type { Clock, TimerId } from '../membership/components.ts'
+import type { Clock } from '../runtime/clock.ts'
 import { chunkBytes, chunkCost, chunkKey } from './chunks.ts'
 import type { Chunk } from './messages.ts'
 
@@ -31,16 +31,14 @@ export interface QueuedChunk {
 }
 
 export interface ApplyQueueDeps {
+  /**
+   * Batches run on `clock.defer` (setImmediate in the agent: a 0 ms timer waits about 1 ms in
+   * Node.js, which is most of a loopback propagation); `clock.now()` times them (real time in
+   * the agent, virtual time in simulation).
+   */
   readonly clock: Clock
-  /** Milliseconds of work so far (real time in the agent; the virtual clock in simulation). */
-  elapsedMs(): number
   /** Applies a batch; must not throw. */
   apply(batch: readonly QueuedChunk[]): void
-  /**
-   * Runs `fn` as soon as the event loop is free (setImmediate in the agent: a 0 ms timer waits
-   * about 1 ms in Node.js, which is most of a loopback propagation). Default: a 0 ms timer.
-   */
-  defer?(fn: () => void): void
 }
 
 export interface Reservation {
@@ -66,7 +64,6 @@ export class ApplyQueue {
   private readonly keys = new Map<string, number>()
   private bytes = 0
   private batchSize: number
-  private timer: TimerId | null = null
   private scheduled = false
   private reserved = 0
   private waiters: { bytes: number; resolve: (r: Reservation) => void }[] = []
@@ -164,8 +161,6 @@ export class ApplyQueue {
 
   stop(): void {
     this.stopped = true
-    if (this.timer !== null) this.deps.clock.clearTimer(this.timer)
-    this.timer = null
     this.items = []
     this.keys.clear()
     this.bytes = 0
@@ -177,12 +172,10 @@ export class ApplyQueue {
     if (this.scheduled || this.items.length === 0 || this.stopped) return
     this.scheduled = true
     const run = (): void => {
-      this.timer = null
       this.scheduled = false
       this.drain()
     }
-    if (this.deps.defer === undefined) this.timer = this.deps.clock.setTimer(0, run)
-    else this.deps.defer(run)
+    this.deps.clock.defer(run)
   }
 
   /** Applies one batch, then schedules the next (other work runs in between). */
@@ -202,9 +195,9 @@ export class ApplyQueue {
       if (left === 0) this.keys.delete(item.key)
       else this.keys.set(item.key, left)
     }
-    const started = this.deps.elapsedMs()
+    const started = this.deps.clock.now()
     this.deps.apply(batch)
-    const took = this.deps.elapsedMs() - started
+    const took = this.deps.clock.now() - started
     this.counters.batches++
     this.counters.applyMs += took
     if (took > this.options.targetMs) {

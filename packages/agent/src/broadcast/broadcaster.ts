@@ -15,7 +15,8 @@
  * node's byte-rate bucket. When the bucket runs dry, fanout and transmissions halve until a
  * pass completes within the rate: overload becomes lag, not a flood.
  */
-import type { Clock, Random, TimerId } from '../membership/components.ts'
+import type { Clock, TimerId } from '../runtime/clock.ts'
+import type { Random } from '../runtime/random.ts'
 import type { TokenBucket } from './token-bucket.ts'
 
 export interface Peer {

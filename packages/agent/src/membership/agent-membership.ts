@@ -20,7 +20,8 @@ import {
   type StreamListener,
   type StreamStats,
 } from '../transport/stream.ts'
-import { systemClock, systemRandom } from './components.ts'
+import { systemClock } from '../runtime/clock.ts'
+import { systemRandom } from '../runtime/random.ts'
 import { LAN_PROFILE, WAN_PROFILE, type SwimOptions } from './defaults.ts'
 import type { MemberInfo, MemberState } from './member.ts'
 import { Swim, type SwimStats } from './swim.ts'

@@ -52,7 +52,8 @@ import {
   type Body,
   type Sender,
 } from './codec.ts'
-import type { Clock, Random, TimerId } from './components.ts'
+import type { Clock, TimerId } from '../runtime/clock.ts'
+import type { Random } from '../runtime/random.ts'
 import {
   LAN_PROFILE,
   MIN_PACKET_BYTES,
@@ -63,7 +64,7 @@ import {
   type SwimOptions,
 } from './defaults.ts'
 import { supersedes, type MemberInfo, type MemberState, type MemberUpdate } from './member.ts'
-import { shuffle } from './random.ts'
+import { shuffle } from '../runtime/random.ts'
 import { suspicionBounds, suspicionTimeoutMs, type SuspicionBounds } from './suspicion.ts'
 
 /** What a Swim instance needs from its owner. */

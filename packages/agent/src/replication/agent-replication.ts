@@ -10,7 +10,8 @@
  */
 import type { Logger } from 'pino'
 import { siteIdHex, type Replica } from '../crdt/replica.ts'
-import { systemClock, systemRandom } from '../membership/components.ts'
+import { systemClock } from '../runtime/clock.ts'
+import { systemRandom } from '../runtime/random.ts'
 import type { Membership } from '../membership/agent-membership.ts'
 import type { FramedConnection } from '../transport/stream.ts'
 import { STREAM_BROADCAST, STREAM_SYNC } from '../transport/stream-kind.ts'
@@ -81,11 +82,6 @@ export function startReplication(
       replica,
       clock: systemClock(),
       random: systemRandom(),
-      wallNow: () => Date.now(),
-      elapsedMs: () => performance.now(),
-      defer: (fn) => {
-        setImmediate(fn)
-      },
       clusterId: config.clusterId,
       peers: () =>
         membership

@@ -11,7 +11,8 @@
  */
 import { siteIdHex, type CommitEvent, type Replica } from '../crdt/replica.ts'
 import { missingCount } from '../crdt/version-ranges.ts'
-import type { Clock, Random } from '../membership/components.ts'
+import type { Clock } from '../runtime/clock.ts'
+import type { Random } from '../runtime/random.ts'
 import { ApplyQueue, type ApplyQueueStats, type QueuedChunk } from '../broadcast/apply-queue.ts'
 import { Broadcaster, type BroadcasterStats, type Peer } from '../broadcast/broadcaster.ts'
 import { chunkKey, chunkToChangeset, chunkVersion } from '../broadcast/chunks.ts'
@@ -28,20 +29,15 @@ const PEER_WATCH_MS = 1000
 
 export interface ReplicatorDeps {
   readonly replica: Replica
+  /** `wallNow()` stamps broadcasts (for lag); `defer` runs apply batches. */
   readonly clock: Clock
   readonly random: Random
-  /** Milliseconds since the Unix epoch (stamped on broadcasts, for lag). */
-  wallNow(): number
-  /** Milliseconds of work done (performance.now in the agent, virtual time in simulation). */
-  elapsedMs(): number
   readonly clusterId: number
   /** Live peers, self excluded. */
   peers(): readonly Peer[]
   /** Sends one encoded change message to a peer (fire and forget; may be lost). */
   sendBroadcast(addr: string, bytes: Uint8Array): void
   openSession(addr: string): SyncSession
-  /** Runs `fn` as soon as the event loop is free (see ApplyQueueDeps.defer); optional. */
-  defer?(fn: () => void): void
   /** For logs; optional. */
   onEvent?(event: ReplicationEvent): void
 }
@@ -131,17 +127,9 @@ export class Replicator {
     this.queue = new ApplyQueue(
       {
         clock: deps.clock,
-        elapsedMs: () => deps.elapsedMs(),
         apply: (batch) => {
           this.applyBatch(batch)
         },
-        ...(deps.defer === undefined
-          ? {}
-          : {
-              defer: (fn: () => void) => {
-                deps.defer?.(fn)
-              },
-            }),
       },
       {
         queueMax: options.applyQueueMax,
@@ -228,7 +216,7 @@ export class Replicator {
 
   private onCommit(event: CommitEvent): void {
     if (event.source !== 'local' || this.stopped) return
-    const ts = this.deps.wallNow()
+    const ts = this.deps.clock.wallNow()
     for (const chunk of chunkVersion(event.changeset, ts, this.options.chunkBytes)) {
       const bytes = encodeMessage({
         type: 'change',
@@ -327,7 +315,7 @@ export class Replicator {
       this.deps.onEvent?.({ type: 'apply-failed', error })
       return
     }
-    const now = this.deps.wallNow()
+    const now = this.deps.clock.wallNow()
     outcomes.forEach((o, i) => {
       this.outcomes[o.status] = (this.outcomes[o.status] ?? 0) + 1
       const { chunk } = batch[i] as QueuedChunk
@@ -351,7 +339,11 @@ export class Replicator {
     for (const o of this.origins()) gaps += o.behind
     const b = this.broadcaster.stats()
     const a = this.queue.stats()
-    return { gaps, p99LagS: this.lag.p99(this.deps.wallNow()), queueSize: a.queued + b.queued }
+    return {
+      gaps,
+      p99LagS: this.lag.p99(this.deps.clock.wallNow()),
+      queueSize: a.queued + b.queued,
+    }
   }
 
   /** Per origin: how far behind this node is. */

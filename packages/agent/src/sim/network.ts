@@ -11,7 +11,7 @@
  * bit. Bytes are copied on send; senders may reuse their buffers.
  */
 import { createHash, type Hash } from 'node:crypto'
-import type { SeededRandom } from '../membership/random.ts'
+import type { SeededRandom } from '../runtime/random.ts'
 import type { Scheduler } from './scheduler.ts'
 
 export interface LinkProfile {

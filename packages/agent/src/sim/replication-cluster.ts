@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { Replica, siteIdHex } from '../crdt/replica.ts'
 import type { Statement, TransactionResult } from '../crdt/replica.ts'
-import type { Clock } from '../membership/components.ts'
+import type { Clock } from '../runtime/clock.ts'
 import { LAN_PROFILE, type SwimOptions } from '../membership/defaults.ts'
 import { Swim } from '../membership/swim.ts'
 import type { Peer } from '../broadcast/broadcaster.ts'
@@ -24,7 +24,8 @@ import {
   withKind,
 } from '../transport/stream-kind.ts'
 import type { HostContext, HostHandlers, Sim, SimHost } from './sim.ts'
-import { SIM_EPOCH_BASE, actorIdOf, addrOf } from './swim-cluster.ts'
+import { SIM_EPOCH_BASE } from './scheduler.ts'
+import { actorIdOf, addrOf } from './swim-cluster.ts'
 
 /** First byte of a datagram or request: what it is for (the agent's stream kinds). */
 export {
@@ -133,14 +134,19 @@ export class ReplicationCluster {
       clearTimer: (id) => {
         ctx.clock.clearTimer(id)
       },
+      wallNow: () => SIM_EPOCH_BASE + this.sim.now(),
+      defer: (fn) => {
+        ctx.clock.defer(() => {
+          fn()
+          this.sim.scheduler.requestDrain()
+        })
+      },
     }
     const replicator = new Replicator(
       {
         replica,
         clock,
         random: ctx.random,
-        wallNow: () => SIM_EPOCH_BASE + this.sim.now(),
-        elapsedMs: () => this.sim.now(),
         clusterId: this.clusterId,
         peers,
         sendBroadcast: (to, bytes) => {

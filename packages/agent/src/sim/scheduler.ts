@@ -10,6 +10,11 @@
  * yields to the Node event loop once (`setImmediate`), which runs every queued microtask.
  */
 
+import type { Clock, TimerId } from '../runtime/clock.ts'
+
+/** Wall-clock time (Unix ms) at virtual time 0: simulated hosts stamp epochs and commits with it. */
+export const SIM_EPOCH_BASE = 1_700_000_000_000
+
 interface Entry {
   readonly time: number
   readonly seq: number
@@ -162,5 +167,24 @@ export class Scheduler {
     }
     heap[i] = last
     return top
+  }
+}
+
+/**
+ * A Clock on the scheduler's virtual time, for tests that drive one component without hosts.
+ * `defer` is a 0 ms timer; `wallNow` is SIM_EPOCH_BASE + now.
+ */
+export function virtualClock(scheduler: Scheduler): Clock {
+  const cancel = (id: TimerId): void => {
+    if (typeof id === 'number') scheduler.cancel(id)
+  }
+  return {
+    now: () => scheduler.now(),
+    wallNow: () => SIM_EPOCH_BASE + scheduler.now(),
+    setTimer: (ms, fn) => scheduler.after(ms, fn),
+    clearTimer: cancel,
+    defer: (fn) => {
+      scheduler.after(0, fn)
+    },
   }
 }

@@ -18,9 +18,9 @@
  * Same seed, same calls: same run, bit for bit (see `traceHash()`).
  */
 import assert from 'node:assert/strict'
-import type { Clock, TimerId } from '../membership/components.ts'
-import { SeededRandom } from '../membership/random.ts'
-import { Scheduler } from './scheduler.ts'
+import type { Clock, TimerId } from '../runtime/clock.ts'
+import { SeededRandom } from '../runtime/random.ts'
+import { SIM_EPOCH_BASE, Scheduler } from './scheduler.ts'
 import { SimNetwork, type LinkProfile, type NetworkEndpoint } from './network.ts'
 
 export interface HostContext {
@@ -70,6 +70,10 @@ class Life<T extends HostHandlers> implements NetworkEndpoint {
 
   readonly clock: Clock = {
     now: () => this.scheduler.now(),
+    wallNow: () => SIM_EPOCH_BASE + this.scheduler.now(),
+    defer: (fn: () => void): void => {
+      this.clock.setTimer(0, fn)
+    },
     setTimer: (ms: number, fn: () => void): TimerId => {
       const id = ++this.nextTimerId
       const eventId = this.scheduler.after(ms, () => {

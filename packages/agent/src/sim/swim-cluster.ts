@@ -8,10 +8,10 @@ import { LAN_PROFILE, type SwimOptions } from '../membership/defaults.ts'
 import type { MemberInfo } from '../membership/member.ts'
 import { suspicionBounds } from '../membership/suspicion.ts'
 import { Swim } from '../membership/swim.ts'
+import { SIM_EPOCH_BASE } from './scheduler.ts'
 import type { HostContext, HostHandlers, Sim, SimHost } from './sim.ts'
 
 /** Epoch of a node started at virtual time t: this + t (like a start time in Unix ms). */
-export const SIM_EPOCH_BASE = 1_700_000_000_000
 
 export interface SwimHost extends HostHandlers {
   readonly swim: Swim

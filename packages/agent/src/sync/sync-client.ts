@@ -8,7 +8,8 @@
  * for the same version.
  */
 import { siteIdHex, type Replica } from '../crdt/replica.ts'
-import type { Clock, Random, TimerId } from '../membership/components.ts'
+import type { Clock, TimerId } from '../runtime/clock.ts'
+import type { Random } from '../runtime/random.ts'
 import type { ApplyQueue } from '../broadcast/apply-queue.ts'
 import type { Peer } from '../broadcast/broadcaster.ts'
 import type { Message, Need, OriginHave } from '../broadcast/messages.ts'

@@ -9,7 +9,7 @@
  * `sessionIdleMs`.
  */
 import type { Replica } from '../crdt/replica.ts'
-import type { Clock } from '../membership/components.ts'
+import type { Clock } from '../runtime/clock.ts'
 import { chunkBytes, chunkVersion } from '../broadcast/chunks.ts'
 import type { Chunk, Message, Need, SyncRejectReason } from '../broadcast/messages.ts'
 import type { TokenBucket } from '../broadcast/token-bucket.ts'

@@ -9,19 +9,8 @@ import { Broadcaster, transmissionsFor, type Peer } from '../../src/broadcast/br
 import { chunkBytes } from '../../src/broadcast/chunks.ts'
 import type { Chunk } from '../../src/broadcast/messages.ts'
 import { TokenBucket } from '../../src/broadcast/token-bucket.ts'
-import type { Clock } from '../../src/membership/components.ts'
-import { SeededRandom } from '../../src/membership/random.ts'
-import { Scheduler } from '../../src/sim/scheduler.ts'
-
-function virtualClock(s: Scheduler): Clock {
-  return {
-    now: () => s.now(),
-    setTimer: (ms, fn) => s.after(ms, fn),
-    clearTimer: (id) => {
-      if (typeof id === 'number') s.cancel(id)
-    },
-  }
-}
+import { SeededRandom } from '../../src/runtime/random.ts'
+import { Scheduler, virtualClock } from '../../src/sim/scheduler.ts'
 
 const peers = (n: number): Peer[] =>
   Array.from({ length: n }, (_, i) => ({ actorId: `p${i}`, addr: `10.0.0.${i}:1` }))
@@ -156,8 +145,8 @@ describe('broadcast - apply queue', () => {
     let elapsed = 0
     const q = new ApplyQueue(
       {
-        clock: virtualClock(s),
-        elapsedMs: () => elapsed,
+        // apply() advances this clock by its cost: the queue times batches with clock.now()
+        clock: { ...virtualClock(s), now: () => s.now() + elapsed },
         apply: (batch) => {
           batches.push([...batch])
           elapsed += options.cost?.() ?? 0

@@ -10,11 +10,11 @@ import {
   type Packet,
   type Sender,
 } from '../../src/membership/codec.ts'
-import type { Clock, TimerId } from '../../src/membership/components.ts'
+import type { Clock, TimerId } from '../../src/runtime/clock.ts'
 import type { MemberInfo, MemberUpdate } from '../../src/membership/member.ts'
-import { SeededRandom } from '../../src/membership/random.ts'
+import { SeededRandom } from '../../src/runtime/random.ts'
 import { Swim, type SwimInit } from '../../src/membership/swim.ts'
-import { Scheduler } from '../../src/sim/scheduler.ts'
+import { SIM_EPOCH_BASE, Scheduler } from '../../src/sim/scheduler.ts'
 
 export const CLUSTER = 7
 
@@ -23,6 +23,14 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.scheduler.now()
+  }
+
+  wallNow(): number {
+    return SIM_EPOCH_BASE + this.scheduler.now()
+  }
+
+  defer(fn: () => void): void {
+    this.scheduler.after(0, fn)
   }
 
   setTimer(ms: number, fn: () => void): TimerId {

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { BroadcastQueue } from '../../src/membership/broadcast-queue.ts'
-import { systemClock, systemRandom } from '../../src/membership/components.ts'
+import { systemClock } from '../../src/runtime/clock.ts'
+import { systemRandom } from '../../src/runtime/random.ts'
 import { pushPullIntervalFor, retransmitLimit } from '../../src/membership/defaults.ts'
 import { MEMBER_STATES, supersedes, type MemberState } from '../../src/membership/member.ts'
-import { SeededRandom, shuffle } from '../../src/membership/random.ts'
+import { SeededRandom, shuffle } from '../../src/runtime/random.ts'
 import { suspicionBounds, suspicionTimeoutMs } from '../../src/membership/suspicion.ts'
 
 function fact(state: MemberState, incarnation: number, epoch = 1) {

@@ -4,7 +4,14 @@
  * only 32-bit integer operations (`Math.imul`, shifts) are used.
  */
 import assert from 'node:assert/strict'
-import type { Random } from './components.ts'
+import { randomBytes } from 'node:crypto'
+
+export interface Random {
+  /** A float in [0, 1). */
+  float(): number
+  /** An integer in [0, n) for an integer n >= 1. */
+  int(n: number): number
+}
 
 const TWO_POW_32 = 2 ** 32
 
@@ -89,4 +96,15 @@ export function shuffle<T>(items: T[], random: Random): T[] {
     items[j] = a
   }
   return items
+}
+
+/** A PRNG seeded from the operating system's entropy: for real agents (not reproducible). */
+export function systemRandom(): SeededRandom {
+  const seed = randomBytes(16)
+  return SeededRandom.fromWords(
+    seed.readUInt32LE(0),
+    seed.readUInt32LE(4),
+    seed.readUInt32LE(8),
+    seed.readUInt32LE(12),
+  )
 }
