@@ -2,18 +2,35 @@
  * The admin socket (`[admin] path`): a Unix socket for operator commands that must not be on
  * the network. Protocol: one JSON request per line (`{"cmd": "reload"}`), one JSON reply per
  * line (`{"ok": true, ...}` or `{"ok": false, "error": "..."}`).
+ *
+ * One agent per socket: when the path is taken, the start is refused unless the file there is a
+ * socket nobody listens on (left by an agent that died), which is replaced.
  */
-import { rmSync } from 'node:fs'
+import { lstatSync, rmSync } from 'node:fs'
 import { createConnection, createServer, type Server } from 'node:net'
+import { AdminError } from './errors.ts'
 
 /** Bytes of one admin request; a longer line closes the connection. */
 export const ADMIN_REQUEST_BYTES_MAX = 64 * 1024
 
 export type AdminHandler = (request: Record<string, unknown>) => Promise<Record<string, unknown>>
 
+/**
+ * A connect to an existing socket file that has neither succeeded nor failed by then counts as
+ * "cannot tell": the start is refused and the file left alone. (On Linux a Unix-socket connect
+ * answers at once, so this only bounds a pathological case.)
+ */
+export const ADMIN_PROBE_TIMEOUT_MS = 2000
+
+/**
+ * Listens on `path`. When something is there already:
+ * 1. not a socket: refused (`NOT_A_SOCKET`), the file is left alone;
+ * 2. a socket that accepts a connection (another agent): refused (`IN_USE`);
+ * 3. a socket whose connect fails with ECONNREFUSED or ENOENT (its agent died): removed and
+ *    replaced;
+ * 4. anything else (no permission, no answer in time): refused (`PROBE_FAILED`).
+ */
 export async function startAdminServer(path: string, handle: AdminHandler): Promise<Server> {
-  // A socket file left by a process that died is stale; a live agent would still answer on it.
-  rmSync(path, { force: true })
   const server = createServer((socket) => {
     let buffer = ''
     socket.setEncoding('utf8')
@@ -45,14 +62,94 @@ export async function startAdminServer(path: string, handle: AdminHandler): Prom
       return { ok: false, error: err instanceof Error ? err.message : String(err) }
     }
   }
-  await new Promise<void>((resolve, reject) => {
+  try {
+    await listen(server, path)
+  } catch (err) {
+    if (!hasCode(err, 'EADDRINUSE')) throw err
+    await removeStaleSocket(path)
+    try {
+      await listen(server, path)
+    } catch (again) {
+      // Another agent bound the path between the removal and this listen.
+      if (hasCode(again, 'EADDRINUSE')) throw inUse(path, again)
+      throw again
+    }
+  }
+  return server
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(path, () => {
       server.off('error', reject)
       resolve()
     })
   })
-  return server
+}
+
+function inUse(path: string, cause?: unknown): AdminError {
+  return new AdminError('IN_USE', `another agent is running on admin socket ${path}`, { cause })
+}
+
+/** Removes the socket file at `path` if no process listens on it; throws an AdminError if not. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean
+  try {
+    isSocket = lstatSync(path).isSocket()
+  } catch (err) {
+    // Gone since the listen failed (its agent stopped): nothing to remove.
+    if (hasCode(err, 'ENOENT')) return
+    throw new AdminError('PROBE_FAILED', `cannot check admin socket ${path}: ${messageOf(err)}`, {
+      cause: err,
+    })
+  }
+  if (!isSocket) {
+    throw new AdminError(
+      'NOT_A_SOCKET',
+      `admin socket path ${path} exists and is not a socket: remove it or set [admin] path`,
+    )
+  }
+  // A connect to a regular file also fails with ECONNREFUSED: the lstat above comes first.
+  const err = await probe(path)
+  if (err === null) throw inUse(path)
+  if (hasCode(err, 'ECONNREFUSED') || hasCode(err, 'ENOENT')) {
+    rmSync(path, { force: true })
+    return
+  }
+  // EAGAIN: a listener whose backlog is full, so a live agent.
+  if (hasCode(err, 'EAGAIN')) throw inUse(path, err)
+  throw new AdminError('PROBE_FAILED', `cannot probe admin socket ${path}: ${messageOf(err)}`, {
+    cause: err,
+  })
+}
+
+/** Connects to `path` and hangs up; resolves null when something accepted, else the error. */
+function probe(path: string): Promise<Error | null> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path)
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(new Error(`no answer within ${ADMIN_PROBE_TIMEOUT_MS} ms`))
+    }, ADMIN_PROBE_TIMEOUT_MS)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(null)
+    })
+    socket.once('error', (err) => {
+      clearTimeout(timer)
+      resolve(err)
+    })
+  })
+}
+
+function hasCode(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === code
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
 /** Sends one admin request and waits for its reply. */

@@ -1,15 +1,43 @@
 /**
- * Real `patina agent` processes for the e2e tests: start one from its config file (the built bin,
- * so run `npx tsc -b` first), wait for it to exit, and poll a condition with a bound.
+ * Real `patina agent` processes for the tests (e2e, admin): build the bin once, start an agent
+ * from its config file, stop it by its PID, run a one-shot `patina` command, and poll a
+ * condition with a bound. The one agent launcher of the agent's tests.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 export const BIN = join(REPO_ROOT, 'packages/agent/bin/patina.js')
 const START_TIMEOUT_MS = 15_000
+/** How long a stop waits for the exit, unless the caller says otherwise. */
+const STOP_TIMEOUT_MS = 10_000
+/** A one-shot `patina` command still running after this is SIGKILLed. */
+const RUN_TIMEOUT_MS = 15_000
+
+let built = false
+
+/**
+ * Builds dist/ (`npx tsc -b`) once per test process, so the bin runs the current sources. When
+ * the build reports errors (another package mid-edit in a shared tree) but a built bin exists,
+ * the tests go on with what was emitted and say so; with no build at all they fail.
+ */
+export function buildAgent(): void {
+  if (built) return
+  try {
+    execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
+  } catch (err) {
+    if (!existsSync(join(REPO_ROOT, 'packages/agent/dist/cli/main.js'))) throw err
+    const stdout = (err as { stdout?: unknown }).stdout
+    const out = Buffer.isBuffer(stdout) ? stdout.toString('utf8') : ''
+    process.stdout.write(
+      `# tsc -b failed; running the last built agent:\n# ${out.trim().split('\n').slice(0, 3).join('\n# ')}\n`,
+    )
+  }
+  built = true
+}
 
 export interface AgentProcess {
   readonly name: string
@@ -52,6 +80,21 @@ export function startAgent(n: AgentProcess): Promise<void> {
   })
 }
 
+/**
+ * Sends `signal` to the agent's PID unless it has exited already, and waits for the exit
+ * (rejects after `ms`).
+ */
+export async function stopAgent(
+  n: AgentProcess,
+  signal: NodeJS.Signals,
+  ms = STOP_TIMEOUT_MS,
+): Promise<void> {
+  const child = n.child
+  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  process.kill(child.pid, signal)
+  await waitExit(child, ms)
+}
+
 export function waitExit(child: ChildProcess, ms: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
   return new Promise((resolve, reject) => {
@@ -61,6 +104,46 @@ export function waitExit(child: ChildProcess, ms: number): Promise<void> {
     child.once('exit', () => {
       clearTimeout(timer)
       resolve()
+    })
+  })
+}
+
+export interface PatinaResult {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Runs `patina ARGS` in `cwd` to its end and collects its output; SIGKILLed by its PID after
+ * `timeoutMs`.
+ */
+export function runPatina(
+  cwd: string,
+  args: readonly string[],
+  timeoutMs = RUN_TIMEOUT_MS,
+): Promise<PatinaResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
+    }, timeoutMs)
+    child.once('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    // 'close', not 'exit': stdout and stderr are read to their end.
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
     })
   })
 }
