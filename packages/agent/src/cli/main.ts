@@ -6,7 +6,6 @@ import { Command } from 'commander'
 import { PATINA_VERSION } from '../version.ts'
 import { agentCommand } from './agent.ts'
 import { clusterCommand } from './cluster.ts'
-import { demoCommand } from './demo.ts'
 import { devCommand } from './dev.ts'
 import { execCommand } from './exec.ts'
 import { queryCommand } from './query.ts'
@@ -31,7 +30,6 @@ for (const command of [
   subsCommand(),
   clusterCommand(),
   reloadCommand(),
-  demoCommand(),
 ]) {
   program.addCommand(command)
 }
