@@ -26,9 +26,9 @@ import {
   stopAll,
   waitAllAlive,
   type Agent,
-} from './agents.ts'
-import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { percentile } from './http-writes.ts'
+} from './lib/agents.ts'
+import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './lib/common.ts'
+import { percentile } from './lib/http.ts'
 
 const AGENTS = QUICK ? 5 : 10
 const RUNS = QUICK ? 1 : 3

@@ -25,8 +25,8 @@ import {
   type BenchModule,
   type BenchReport,
   type BigFixture,
-} from './common.ts'
-import { TABLE_SQL } from './fixture.ts'
+} from './lib/common.ts'
+import { TABLE_SQL } from './lib/fixture.ts'
 
 const SCHEMA_WITH_E = [{ path: 'schema.sql', sql: TABLE_SQL.replace(/\)$/, ', e TEXT)') }]
 

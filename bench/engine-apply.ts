@@ -36,8 +36,8 @@ import {
   type BenchReport,
   type BigFixture,
   type Stats,
-} from './common.ts'
-import { INSERT_SQL, localRow, remoteRow, SCHEMA, UPSERT_SQL, type Row } from './fixture.ts'
+} from './lib/common.ts'
+import { INSERT_SQL, localRow, remoteRow, SCHEMA, UPSERT_SQL, type Row } from './lib/fixture.ts'
 
 /** Rows written by the remote replica per scenario (4 cells each). */
 const CHANGED_ROWS = scaled(50_000)

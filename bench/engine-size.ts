@@ -14,8 +14,8 @@ import {
   type BenchContext,
   type BenchModule,
   type BenchReport,
-} from './common.ts'
-import { FILL_CHUNK } from './fixture.ts'
+} from './lib/common.ts'
+import { FILL_CHUNK } from './lib/fixture.ts'
 
 function breakdown(path: string): { name: string; bytes: number }[] {
   const db = openPlain(path)

@@ -22,8 +22,8 @@ import {
   type BenchContext,
   type BenchModule,
   type BenchReport,
-} from './common.ts'
-import { INSERT_SQL, localRow, SCHEMA, TABLE_SQL, type Row } from './fixture.ts'
+} from './lib/common.ts'
+import { INSERT_SQL, localRow, SCHEMA, TABLE_SQL, type Row } from './lib/fixture.ts'
 
 const ROWS = scaled(200_000)
 const ROWS_PER_TX = 1_000

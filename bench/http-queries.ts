@@ -23,7 +23,7 @@ import {
   type BenchContext,
   type BenchModule,
   type BenchReport,
-} from './common.ts'
+} from './lib/common.ts'
 import {
   clientMain,
   clientProgress,
@@ -31,7 +31,7 @@ import {
   loadAverage,
   runClientProcess,
   startAgentProcess,
-} from './http-writes.ts'
+} from './lib/http.ts'
 
 /** Rows of the result: 100,000 (10,000 with BENCH_QUICK=1). */
 const ROWS = scaled(100_000)
@@ -41,7 +41,7 @@ const WARMUP_RUNS = 1
 
 const FILE = fileURLToPath(import.meta.url)
 
-/** One INSERT … SELECT of rows 1..ROWS with localRow's values (bench/fixture.ts). */
+/** One INSERT … SELECT of rows 1..ROWS with localRow's values (bench/lib/fixture.ts). */
 const SEED_SQL =
   `WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < ${ROWS}) ` +
   `INSERT INTO t (id, a, b, c, d) SELECT x, 'a-' || x || '-abcdefghij', x * 7, x * 0.5 + 0.25, ` +

@@ -25,7 +25,7 @@ import {
   type BenchReport,
   type ResultTable,
   type SummaryLine,
-} from './common.ts'
+} from './lib/common.ts'
 
 const LAN: Partial<LinkProfile> = { latencyMs: 0.5, jitterMs: 2 }
 

@@ -36,10 +36,16 @@ import {
   waitAllAlive,
   type Agent,
   type Metrics,
-} from './agents.ts'
-import { fmtInt, QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { INSERT_SQL, localRow, remoteRow } from './fixture.ts'
-import { HttpClient } from './http-writes.ts'
+} from './lib/agents.ts'
+import {
+  fmtInt,
+  QUICK,
+  type BenchContext,
+  type BenchModule,
+  type BenchReport,
+} from './lib/common.ts'
+import { INSERT_SQL, localRow, remoteRow } from './lib/fixture.ts'
+import { HttpClient } from './lib/http.ts'
 
 const SIZES = [3, 10] as const
 const UPDATES = QUICK ? 100 : 1_000

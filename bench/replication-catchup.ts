@@ -39,7 +39,7 @@ import {
   waitAllAlive,
   type Agent,
   type Metrics,
-} from './agents.ts'
+} from './lib/agents.ts'
 import {
   fmtInt,
   fmtMB,
@@ -47,9 +47,9 @@ import {
   type BenchContext,
   type BenchModule,
   type BenchReport,
-} from './common.ts'
-import { INSERT_SQL, localRow } from './fixture.ts'
-import { HttpClient } from './http-writes.ts'
+} from './lib/common.ts'
+import { INSERT_SQL, localRow } from './lib/fixture.ts'
+import { HttpClient } from './lib/http.ts'
 
 const CHANGES = QUICK ? 10_000 : 100_000
 const CONNECTIONS = 16

@@ -1,7 +1,7 @@
 /**
  * Cluster benchmark: convergence after a network partition with writes on both sides.
  *
- * Method. Four real `patina agent` processes, each in its own network namespace (bench/netns.ts):
+ * Method. Four real `patina agent` processes, each in its own network namespace (bench/lib/netns.ts):
  * agents 1-2 on side A, 3-4 on side B, gossip on a data network whose two halves are joined by
  * one veth pair, the HTTP API on a separate management network. A driver process runs in the
  * hub namespace (where it reaches every API); it forms the cluster, writes a few rows and waits
@@ -39,11 +39,18 @@ import {
   type Agent,
   type AgentSpec,
   type TomlSections,
-} from './agents.ts'
-import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { UPSERT_SQL, localRow, remoteRow } from './fixture.ts'
-import { clientMain, HttpClient } from './http-writes.ts'
-import { cut, heal, netnsUnavailable, PartitionNet, runInNetns, type NetLayout } from './netns.ts'
+} from './lib/agents.ts'
+import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './lib/common.ts'
+import { UPSERT_SQL, localRow, remoteRow } from './lib/fixture.ts'
+import { clientMain, HttpClient } from './lib/http.ts'
+import {
+  cut,
+  heal,
+  netnsUnavailable,
+  PartitionNet,
+  runInNetns,
+  type NetLayout,
+} from './lib/netns.ts'
 
 const FILE = fileURLToPath(import.meta.url)
 const AGENTS = 4

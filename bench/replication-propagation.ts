@@ -2,7 +2,7 @@
  * Cluster benchmark: how long a write on one agent takes to be readable on every other agent,
  * on loopback, against etcd and NATS clusters measured the same way in the same run.
  *
- * Method. A fresh cluster of real `patina agent` processes per scenario (bench/agents.ts,
+ * Method. A fresh cluster of real `patina agent` processes per scenario (bench/lib/agents.ts,
  * default settings). One HTTP client in this process writes single-row INSERTs of table `t`
  * through agent 1's `POST /v1/transactions` (one keep-alive connection per write in flight);
  * the clock starts just before a write is sent. "Readable" is detected the way Patina's users
@@ -43,17 +43,17 @@ import {
   waitAllAlive,
   type Agent,
   type Metrics,
-} from './agents.ts'
-import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { INSERT_SQL, localRow } from './fixture.ts'
-import { HttpClient, percentile } from './http-writes.ts'
+} from './lib/agents.ts'
+import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './lib/common.ts'
+import { INSERT_SQL, localRow } from './lib/fixture.ts'
+import { HttpClient, percentile } from './lib/http.ts'
 import {
   peersInstalled,
   startEtcd,
   startNatsKv,
   startNatsPubSub,
   type PropagationTarget,
-} from './peers.ts'
+} from './lib/peers.ts'
 
 const RATE_PER_S = 50
 const STEADY_MS = QUICK ? 3_000 : 15_000

@@ -23,13 +23,13 @@ import {
   type Machine,
   type ResultTable,
   type SummaryLine,
-} from './common.ts'
+} from './lib/common.ts'
 import { engineAddColumn } from './engine-add-column.ts'
 import { engineApply } from './engine-apply.ts'
 import { engineSize } from './engine-size.ts'
 import { engineWrites } from './engine-writes.ts'
 import { clusterDetection } from './cluster-detection.ts'
-import { buildFixture } from './fixture.ts'
+import { buildFixture } from './lib/fixture.ts'
 import { httpQueries } from './http-queries.ts'
 import { httpWrites } from './http-writes.ts'
 import { measureMembership } from './membership-sim.ts'

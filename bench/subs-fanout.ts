@@ -3,7 +3,7 @@
  * many listeners): the highest write rate at which every client still gets every change event
  * quickly, and what each client costs the agent in memory.
  *
- * Method. A real `patina agent` on loopback (bench/agents.ts), `[subscriptions] max_listeners`
+ * Method. A real `patina agent` on loopback (bench/lib/agents.ts), `[subscriptions] max_listeners`
  * raised above SUBSCRIBERS. This process opens SUBSCRIBERS streams `POST
  * /v1/subscriptions?skip_rows=true` for `SELECT id, a FROM t` (node:http, an agent without a
  * socket cap; one connection per stream), OPEN_AT_ONCE at a time. Then, for each rate of RATES
@@ -41,10 +41,10 @@ import {
   transact,
   type Agent,
   type TomlSections,
-} from './agents.ts'
-import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { INSERT_SQL, localRow } from './fixture.ts'
-import { HttpClient, percentile } from './http-writes.ts'
+} from './lib/agents.ts'
+import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './lib/common.ts'
+import { INSERT_SQL, localRow } from './lib/fixture.ts'
+import { HttpClient, percentile } from './lib/http.ts'
 
 const SUBSCRIBERS = QUICK ? 100 : 1000
 const SAMPLED = QUICK ? 20 : 50

@@ -38,7 +38,7 @@ import { createAgentMetrics } from '../packages/agent/src/metrics/agent-metrics.
 import { createSubsMetrics } from '../packages/agent/src/metrics/subs-metrics.ts'
 import { ReaderPool } from '../packages/agent/src/store/reader-pool.ts'
 import { Subscriptions, type Connection } from '../packages/agent/src/subs/subscriptions.ts'
-import { machineLine } from './agents.ts'
+import { machineLine } from './lib/agents.ts'
 import {
   fmtInt,
   QUICK,
@@ -48,8 +48,8 @@ import {
   type BenchModule,
   type BenchReport,
   type Stats,
-} from './common.ts'
-import { percentile } from './http-writes.ts'
+} from './lib/common.ts'
+import { percentile } from './lib/http.ts'
 
 const BIG_ROWS = QUICK ? 100_000 : 1_000_000
 const FILL_CHUNK = 100_000

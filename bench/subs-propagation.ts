@@ -2,7 +2,7 @@
  * Cluster benchmark: how long a write on one agent takes to reach a subscriber on another, and
  * how much of that the subscription layer adds to replication.
  *
- * Method. 3 real `patina agent` processes on loopback (bench/agents.ts). One HTTP client in this
+ * Method. 3 real `patina agent` processes on loopback (bench/lib/agents.ts). One HTTP client in this
  * process writes single-row INSERTs of table `t` through agent 1's `POST /v1/transactions`, on
  * a steady schedule (RATE_PER_S writes/s, open loop, up to SOCKETS in flight); the clock starts
  * just before a write is sent. Two observers of agent 2 watch the same writes at once:
@@ -32,10 +32,10 @@ import {
   waitAllAlive,
   type Agent,
   type TomlSections,
-} from './agents.ts'
-import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './common.ts'
-import { INSERT_SQL, localRow } from './fixture.ts'
-import { HttpClient, percentile } from './http-writes.ts'
+} from './lib/agents.ts'
+import { QUICK, type BenchContext, type BenchModule, type BenchReport } from './lib/common.ts'
+import { INSERT_SQL, localRow } from './lib/fixture.ts'
+import { HttpClient, percentile } from './lib/http.ts'
 import { SUBS_BATCH_MS } from '../packages/agent/src/config/defaults.ts'
 
 const NODES = 3

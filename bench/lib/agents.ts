@@ -19,18 +19,18 @@ import Database from 'better-sqlite3'
 import {
   chunkBytes as chunkAccountingBytes,
   chunkVersion,
-} from '../packages/agent/src/broadcast/chunks.ts'
-import { chunkEncodedBytes, encodeMessage } from '../packages/agent/src/broadcast/wire.ts'
-import { DEFAULT_CLUSTER_ID } from '../packages/agent/src/config/defaults.ts'
-import { parseConfig } from '../packages/agent/src/config/load-config.ts'
-import { Replica } from '../packages/agent/src/crdt/replica.ts'
-import { DEFAULT_REPLICATION } from '../packages/agent/src/replication/options.ts'
+} from '../../packages/agent/src/broadcast/chunks.ts'
+import { chunkEncodedBytes, encodeMessage } from '../../packages/agent/src/broadcast/wire.ts'
+import { DEFAULT_CLUSTER_ID } from '../../packages/agent/src/config/defaults.ts'
+import { parseConfig } from '../../packages/agent/src/config/load-config.ts'
+import { Replica } from '../../packages/agent/src/crdt/replica.ts'
+import { DEFAULT_REPLICATION } from '../../packages/agent/src/replication/options.ts'
 import type { Machine } from './common.ts'
 import { TABLE_SQL } from './fixture.ts'
-import type { HttpClient } from './http-writes.ts'
+import type { HttpClient } from './http.ts'
 
-const AGENT_BIN = fileURLToPath(new URL('../packages/agent/bin/patina.js', import.meta.url))
-const AGENT_DIST = fileURLToPath(new URL('../packages/agent/dist/cli/main.js', import.meta.url))
+const AGENT_BIN = fileURLToPath(new URL('../../packages/agent/bin/patina.js', import.meta.url))
+const AGENT_DIST = fileURLToPath(new URL('../../packages/agent/dist/cli/main.js', import.meta.url))
 const START_TIMEOUT_MS = 30_000
 const STOP_TIMEOUT_MS = 10_000
 /** Set to a directory to write a V8 CPU profile of every agent process there. */

@@ -4,7 +4,7 @@
  */
 import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, rmSync, statSync } from 'node:fs'
 import type Database from 'better-sqlite3'
-import { openDb } from '../packages/agent/src/store/open-db.ts'
+import { openDb } from '../../packages/agent/src/store/open-db.ts'
 
 /** `BENCH_QUICK=1`: every size divided by 10, for a smoke run. */
 export const QUICK = process.env['BENCH_QUICK'] === '1'

@@ -6,8 +6,8 @@
 import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import type Database from 'better-sqlite3'
-import { Replica } from '../packages/agent/src/crdt/replica.ts'
-import type { SqlValue } from '../packages/agent/src/crdt/values.ts'
+import { Replica } from '../../packages/agent/src/crdt/replica.ts'
+import type { SqlValue } from '../../packages/agent/src/crdt/values.ts'
 import {
   checkpoint,
   fileSize,
