@@ -193,11 +193,17 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
           }
         },
       })
-      // Stop accepting, let in-flight requests finish, but not forever.
+      // Stop accepting, let in-flight requests finish, but not forever: once the grace is over,
+      // the connections still open are cut (an open socket would keep the process alive).
       cleanups.push(() =>
         Promise.race([
           api.close(),
-          new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref()),
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              api.server.closeAllConnections()
+              resolve()
+            }, SHUTDOWN_GRACE_MS).unref(),
+          ),
         ]),
       )
       apiUrls.push(await listen(api, addr))

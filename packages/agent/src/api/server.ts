@@ -5,6 +5,7 @@
  * Corrosion clients find it where they look.
  */
 import { timingSafeEqual } from 'node:crypto'
+import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
@@ -110,6 +111,28 @@ export function buildApi(deps: ApiDeps) {
     bodyLimit: config.api.maxBodyBytes,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+  })
+  // Node 20's `server.close()` closes kept-alive connections between requests, but not those
+  // that have sent nothing yet (nodejs/node#63452): an HTTP client's spare connection (Node's
+  // fetch opens one after a stream that answered `connection: close`) would hold the close, and
+  // the process, until `headersTimeout`. Closing the API closes those too, and any accepted
+  // while it closes.
+  const connections = new Set<Socket>()
+  let closing = false
+  app.server.on('connection', (socket: Socket) => {
+    if (closing) {
+      socket.destroy()
+      return
+    }
+    connections.add(socket)
+    socket.once('close', () => {
+      connections.delete(socket)
+    })
+  })
+  app.addHook('preClose', async () => {
+    closing = true
+    for (const socket of connections) if (socket.bytesRead === 0) socket.destroy()
+    return Promise.resolve()
   })
   metrics.inflightTransactionsMax.set(config.api.maxInflightTransactions)
   let inflight = 0
