@@ -12,8 +12,18 @@ import type { Params, Statement } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import { writeTyped, type JsonObject, type JsonValue } from './json.ts'
 
+/** The body is JSON of the wrong shape: answered 400 with `code`. */
 export class StatementShapeError extends Error {
   override readonly name = 'StatementShapeError'
+  readonly code: 'INVALID_BODY' | 'TOO_MANY_STATEMENTS'
+  constructor(
+    message: string,
+    code: 'INVALID_BODY' | 'TOO_MANY_STATEMENTS' = 'INVALID_BODY',
+    options?: { readonly cause?: unknown },
+  ) {
+    super(message, options)
+    this.code = code
+  }
 }
 
 function isObject(v: JsonValue): v is JsonObject {
@@ -98,6 +108,7 @@ export function toStatements(body: JsonValue, maxStatements: number): Statement[
   if (body.length > maxStatements) {
     throw new StatementShapeError(
       `too many statements: ${body.length} (the limit is ${maxStatements}, [api] max_statements)`,
+      'TOO_MANY_STATEMENTS',
     )
   }
   return body.map((s, i) => toStatement(s, `statement ${i + 1}`))

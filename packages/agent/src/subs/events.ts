@@ -1,26 +1,28 @@
 /**
- * The NDJSON lines of subscription and update streams, in Corrosion's exact shapes. Row values
- * are kept as their JSON text (json.ts `encodeRow`: exact integers, reals with a decimal point,
- * blobs as byte arrays), so an event is assembled without re-encoding anything.
+ * The NDJSON lines of subscription and update streams: @patina/protocol's encoders (Corrosion's
+ * exact shapes). Row values are kept as their JSON text (`encodeRow`: exact integers, reals with
+ * a decimal point, blobs as byte arrays), so an event is assembled without re-encoding anything.
  */
-import { encodeValue } from '../api/json.ts'
+import {
+  changeLine as wireChangeLine,
+  eoqLine as wireEoqLine,
+  errorLine as wireErrorLine,
+  notifyLine as wireNotifyLine,
+  type ChangeType,
+} from '@patina/protocol'
+import { wireCode, type SubsError } from './errors.ts'
 
-export type ChangeKind = 'insert' | 'update' | 'delete'
+export { columnsLine, rowLine } from '@patina/protocol'
+
+export type ChangeKind = ChangeType
 
 /** Change kinds as stored in the subscriptions database. */
 export const KIND_CODES: Record<ChangeKind, number> = { insert: 0, update: 1, delete: 2 }
 export const KIND_NAMES: readonly ChangeKind[] = ['insert', 'update', 'delete']
 
-export function columnsLine(columns: readonly string[]): string {
-  return `${JSON.stringify({ columns })}\n`
-}
-
-export function rowLine(rowid: number | bigint, valuesJson: string): string {
-  return `{"row":[${rowid},${valuesJson}]}\n`
-}
-
+/** The end of the initial rows, at change id `changeId`. */
 export function eoqLine(timeS: number, changeId: number): string {
-  return `{"eoq":{"time":${encodeValue(timeS)},"change_id":${changeId}}}\n`
+  return wireEoqLine(timeS, changeId)
 }
 
 export function changeLine(
@@ -29,14 +31,15 @@ export function changeLine(
   valuesJson: string,
   changeId: number,
 ): string {
-  return `{"change":["${kind}",${rowid},${valuesJson},${changeId}]}\n`
+  return wireChangeLine(kind, rowid, valuesJson, changeId)
 }
 
-export function errorLine(message: string): string {
-  return `${JSON.stringify({ error: message })}\n`
+/** The last line of a stream the agent ends: `{"error": message, "code": CODE}`. */
+export function errorLine(reason: SubsError): string {
+  return wireErrorLine(reason.message, wireCode(reason))
 }
 
 /** `{"notify":["update"|"delete",[pk...]]}`: inserts are reported as updates, as Corrosion does. */
 export function notifyLine(deleted: boolean, pkJson: string): string {
-  return `{"notify":["${deleted ? 'delete' : 'update'}",${pkJson}]}\n`
+  return wireNotifyLine(deleted ? 'delete' : 'update', pkJson)
 }

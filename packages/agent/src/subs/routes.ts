@@ -6,8 +6,9 @@
  *   GET  /v1/subscriptions                             (Patina: the live subscriptions)
  *   POST /v1/updates/:table                            (empty body, any content type)
  *
- * Errors before the stream starts answer with a status and `{"error": "..."}`; afterwards the
- * stream ends with an `{"error": "..."}` line. docs/api.md has the details.
+ * Errors before the stream starts answer with a status and `{"error": "...", "code": "..."}`;
+ * afterwards the stream ends with an `{"error": "...", "code": "..."}` line. docs/api.md has
+ * the details and the codes.
  */
 import type {
   FastifyInstance,
@@ -16,11 +17,19 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify'
+import {
+  encodeErrorBody,
+  JSON_TYPE,
+  NDJSON_TYPE,
+  QUERY_ID_HEADER,
+  RETRY_AFTER_HEADER,
+  statusOf,
+} from '@patina/protocol'
 import type { Logger } from 'pino'
 import { API_RETRY_AFTER_S } from '../config/defaults.ts'
 import { stringify, type JsonValue } from '../api/json.ts'
 import { toStatement } from '../api/statements.ts'
-import { SubsError } from './errors.ts'
+import { SubsError, wireCode } from './errors.ts'
 import type { Connection, OpenedStream, StreamRequest, Subscriptions } from './subscriptions.ts'
 
 function streamRequest(query: unknown): StreamRequest {
@@ -30,7 +39,7 @@ function streamRequest(query: unknown): StreamRequest {
     const text = typeof q.from === 'string' ? q.from : JSON.stringify(q.from)
     if (!/^\d{1,15}$/.test(text)) {
       throw new SubsError(
-        'REFUSED',
+        'BAD_PARAMETER',
         `query parameter "from" must be a change id (a whole number ≥ 0), not "${text}"`,
       )
     }
@@ -40,7 +49,7 @@ function streamRequest(query: unknown): StreamRequest {
     const text = typeof q.skip_rows === 'string' ? q.skip_rows : JSON.stringify(q.skip_rows)
     if (!['true', 'false', '1', '0'].includes(text)) {
       throw new SubsError(
-        'REFUSED',
+        'BAD_PARAMETER',
         `query parameter "skip_rows" must be true or false, not "${text}"`,
       )
     }
@@ -49,13 +58,17 @@ function streamRequest(query: unknown): StreamRequest {
   return out
 }
 
-async function sendError(reply: FastifyReply, err: unknown): Promise<FastifyReply> {
+/** A SubsError as the answer; any other error goes to the API's error handler. */
+async function sendError(
+  reply: FastifyReply,
+  err: unknown,
+  notFound: 'SUBSCRIPTION_NOT_FOUND' | 'TABLE_NOT_FOUND' = 'SUBSCRIPTION_NOT_FOUND',
+): Promise<FastifyReply> {
   if (!(err instanceof SubsError)) throw err
-  if (err.statusCode === 503) reply.header('retry-after', String(API_RETRY_AFTER_S))
-  return reply
-    .code(err.statusCode)
-    .type('application/json')
-    .send(stringify({ error: err.message }))
+  const code = wireCode(err, notFound)
+  const status = statusOf(code)
+  if (status === 503) reply.header(RETRY_AFTER_HEADER, String(API_RETRY_AFTER_S))
+  return reply.code(status).type(JSON_TYPE).send(encodeErrorBody(code, err.message))
 }
 
 /** The API's fastify instance (pino logger). */
@@ -108,8 +121,8 @@ export function registerSubsRoutes(app: App, subs: Subscriptions): void {
     // listener of a change): no stream layers in between.
     reply.hijack()
     res.writeHead(200, {
-      'content-type': 'application/x-ndjson',
-      'corro-query-id': opened.id,
+      'content-type': NDJSON_TYPE,
+      [QUERY_ID_HEADER]: opened.id,
       // A stream ends when the agent closes it: its connection goes too, rather than idling
       // (kept alive) until the server's keep-alive timeout holds up a shutdown.
       connection: 'close',
@@ -181,7 +194,7 @@ export function registerSubsRoutes(app: App, subs: Subscriptions): void {
         const conn = connection(reply)
         return await stream(reply, conn, subs.openUpdates(table, conn))
       } catch (err) {
-        return sendError(reply, err)
+        return sendError(reply, err, 'TABLE_NOT_FOUND')
       }
     })
     return Promise.resolve()

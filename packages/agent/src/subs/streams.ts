@@ -18,6 +18,7 @@
  * error event, ends, and is released at once.
  */
 import { performance } from 'node:perf_hooks'
+import { SubsError } from './errors.ts'
 import { columnsLine, eoqLine, errorLine } from './events.ts'
 import type { Snapshot, SubsStore } from './subs-store.ts'
 import type { LoggedChange, SubListener, Subscription } from './subscription.ts'
@@ -38,7 +39,7 @@ export interface StreamLimits {
 }
 
 /** Why a stream must end now (an error event), or null to go on. */
-export type StopCheck = () => string | null
+export type StopCheck = () => SubsError | null
 
 /** Where a stream's bytes go: the subset of `http.ServerResponse` it uses. */
 export interface Sink {
@@ -97,7 +98,7 @@ abstract class Writer {
   /** Waiting for the connection to drain. */
   protected blocked = false
   /** An error event to write once the sink comes (the stream ended before it did). */
-  private lastWords: string | null = null
+  private lastWords: SubsError | null = null
   private readonly onEnd: () => void
 
   constructor(onEnd: () => void) {
@@ -130,7 +131,7 @@ abstract class Writer {
   }
 
   /** Ends the stream with an error event, written even into a full connection (one line). */
-  protected finish(reason: string): void {
+  protected finish(reason: SubsError): void {
     if (this.ended) return
     if (this.sink === null) {
       this.lastWords = reason
@@ -159,7 +160,7 @@ type Phase = 'columns' | 'rows' | 'eoq' | 'log'
 /** One listener of a subscription (see the file comment). */
 export class SubscriptionWriter extends Writer implements SubListener {
   cursor: number
-  cut: string | null = null
+  cut: SubsError | null = null
   checkedCursor: number
   checkedLag = 0
   live = false
@@ -198,11 +199,15 @@ export class SubscriptionWriter extends Writer implements SubListener {
     this.phase = o.start.kind === 'from' ? 'log' : 'columns'
   }
 
-  private reason(): string | null {
+  private reason(): SubsError | null {
     const sub = this.o.sub
     if (this.cut !== null) return this.cut
-    if (sub.state === 'failed') return `subscription failed: ${sub.failure ?? 'unknown error'}`
-    if (sub.state === 'closed') return this.o.stop() ?? 'the subscription was closed'
+    if (sub.state === 'failed') {
+      return new SubsError('FAILED', `subscription failed: ${sub.failure ?? 'unknown error'}`)
+    }
+    if (sub.state === 'closed') {
+      return this.o.stop() ?? new SubsError('NOT_FOUND', 'the subscription was closed')
+    }
     return this.o.stop()
   }
 
@@ -284,7 +289,7 @@ export class SubscriptionWriter extends Writer implements SubListener {
         if (this.o.start.kind === 'rows') {
           this.snapshot = store.snapshot(sub.num)
           if (this.snapshot === null) {
-            this.finish('the subscription was dropped')
+            this.finish(new SubsError('NOT_FOUND', 'the subscription was dropped'))
             return null
           }
           this.cursor = this.snapshot.changeId
@@ -319,7 +324,7 @@ export class SubscriptionWriter extends Writer implements SubListener {
     }
     if (batch.length === 0) {
       if (after < sub.lastChange) {
-        this.finish(historyGone(after, sub.firstChange))
+        this.finish(new SubsError('RESUME_GONE', historyGone(after, sub.firstChange)))
         return null
       }
       // At the head: published changes come through `deliver` from now on.
@@ -327,7 +332,7 @@ export class SubscriptionWriter extends Writer implements SubListener {
       return null
     }
     if ((batch[0] as LoggedChange).id !== after + 1) {
-      this.finish(historyGone(after, sub.firstChange))
+      this.finish(new SubsError('RESUME_GONE', historyGone(after, sub.firstChange)))
       return null
     }
     let chunk = ''
@@ -352,7 +357,7 @@ export interface EncodedLines {
  */
 export class UpdatesWriter extends Writer {
   readonly table: string
-  cut: string | null = null
+  cut: SubsError | null = null
   private queue: EncodedLines[] = []
   /** Notifications and bytes waiting in the queue. */
   queuedLines = 0

@@ -3,6 +3,7 @@
  * it has logged, its listeners, and a small in-memory window of its latest change events so
  * that listeners at the head do not read them back from SQLite.
  */
+import type { SubsError } from './errors.ts'
 import type { Plan } from './planner.ts'
 import type { EncodedChunk } from './streams.ts'
 
@@ -26,7 +27,7 @@ export interface SubListener {
   /** The last change id written to the stream (the snapshot's change id before any). */
   cursor: number
   /** Why the agent cut this listener off (it writes this as an error event, then ends). */
-  cut: string | null
+  cut: SubsError | null
   /** Its cursor and lag when the previous change events were published (see the manager). */
   checkedCursor: number
   checkedLag: number

@@ -367,8 +367,11 @@ export class Subscriptions {
       if (lag > this.config.maxListenerLag && l.checkedLag > 0 && l.cursor === l.checkedCursor) {
         this.cutListener(
           l,
-          `listener fell behind by more than ${this.config.maxListenerLag} changes ` +
-            `([subscriptions] max_listener_lag); resume with from=<the last change id you received>`,
+          new SubsError(
+            'TOO_SLOW',
+            `listener fell behind by more than ${this.config.maxListenerLag} changes ` +
+              `([subscriptions] max_listener_lag); resume with from=<the last change id you received>`,
+          ),
           'slow',
         )
       }
@@ -378,7 +381,7 @@ export class Subscriptions {
   }
 
   /** Ends a listener with an error event; closes its connection if it does not take it. */
-  private cutListener(l: SubListener | UpdateListener, reason: string, label: string): void {
+  private cutListener(l: SubListener | UpdateListener, reason: SubsError, label: string): void {
     if (l.cut === null) {
       l.cut = reason
       this.metrics.listenersCut.inc({ reason: label })
@@ -678,8 +681,8 @@ export class Subscriptions {
     return opened(sub.id, listener)
   }
 
-  private shutdownMessage(cursor: number): string {
-    return `the agent is shutting down; resume with from=${cursor}`
+  private shutdownMessage(cursor: number): SubsError {
+    return new SubsError('CLOSED', `the agent is shutting down; resume with from=${cursor}`)
   }
 
   /** `POST /v1/updates/:table`. */
@@ -694,7 +697,9 @@ export class Subscriptions {
     const listener: UpdatesWriter = new UpdatesWriter({
       table: crr.name.toLowerCase(),
       stop: () =>
-        conn.closing.aborted || this.stopped ? 'the agent is shutting down; start over' : null,
+        conn.closing.aborted || this.stopped
+          ? new SubsError('CLOSED', 'the agent is shutting down; start over')
+          : null,
       onEnd: () => {
         if (ended) return
         ended = true

@@ -11,6 +11,7 @@
  */
 import { encodeRow } from '../api/json.ts'
 import { unpackPk } from '../crdt/pk-codec.ts'
+import { SubsError } from './errors.ts'
 import { notifyLine } from './events.ts'
 import type { EncodedLines, UpdatesWriter } from './streams.ts'
 
@@ -92,7 +93,10 @@ export class UpdatesHub {
       for (const l of this.listeners.get(table) ?? []) {
         this.cut(
           l,
-          `more than ${this.maxQueued} rows changed at once ([subscriptions] max_listener_lag); start over`,
+          new SubsError(
+            'TOO_SLOW',
+            `more than ${this.maxQueued} rows changed at once ([subscriptions] max_listener_lag); start over`,
+          ),
         )
       }
     }
@@ -124,7 +128,10 @@ export class UpdatesHub {
         if (l.queuedLines + lines.length > this.maxQueued) {
           this.cut(
             l,
-            `update stream fell behind by more than ${this.maxQueued} notifications ([subscriptions] max_listener_lag); start over`,
+            new SubsError(
+              'TOO_SLOW',
+              `update stream fell behind by more than ${this.maxQueued} notifications ([subscriptions] max_listener_lag); start over`,
+            ),
           )
           continue
         }
@@ -134,7 +141,7 @@ export class UpdatesHub {
     this.pending.clear()
   }
 
-  private cut(l: UpdateListener, reason: string): void {
+  private cut(l: UpdateListener, reason: SubsError): void {
     if (l.cut !== null) return
     l.cut = reason
     l.check()
