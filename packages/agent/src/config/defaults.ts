@@ -106,3 +106,178 @@ export const SUBS_CUT_GRACE_MS = 1000
 export const SUBS_RETRY_MS = 50
 /** Failed or dropped subscription ids remembered to explain a later GET (oldest forgotten). */
 export const SUBS_TOMBSTONES_MAX = 1000
+
+// ------------------------------------------------------------------------------------ config
+
+/** Highest `reader_threads` accepted in `[db]` and `[subscriptions]`; more is a config error. */
+export const READER_THREADS_MAX = 64
+/** Highest `[gossip] cluster_id`: it is a u16 on the wire; more is a config error. */
+export const CLUSTER_ID_MAX = 0xffff
+/** Largest UDP payload over IPv4: the highest `[gossip] max_packet_bytes` accepted. */
+export const UDP_PAYLOAD_BYTES_MAX = 65_507
+/**
+ * Smallest `[perf] chunk_bytes` and `[perf] sync_reply_bytes` accepted; less is a config error
+ * (a chunk must hold a header and at least a few changes).
+ */
+export const CHUNK_BYTES_MIN = 1024
+
+// ------------------------------------------------------------------------------------ replication
+
+/**
+ * `[gossip] rate_limit_bytes_per_sec`: bytes sent per second for broadcast and sync (token
+ * bucket). When it binds, broadcast fanout and transmissions halve and sync answers shrink: the
+ * rest arrives later by anti-entropy.
+ */
+export const RATE_BYTES_PER_SEC = 10 * 1024 * 1024
+/** `[gossip] rate_limit_burst_bytes`: how far above the rate a burst may go before it binds. */
+export const RATE_BURST_BYTES = 1024 * 1024
+/** `[perf] chunk_bytes`: a bigger version is split, and applied once every chunk is there. */
+export const CHUNK_BYTES = 64 * 1024
+/**
+ * `[perf] broadcast_direct_max`: up to this many live peers a local change is sent to each of
+ * them directly and not relayed; above it, gossip with relays.
+ */
+export const BROADCAST_DIRECT_MAX = 16
+/** `[perf] broadcast_fanout`: in a larger cluster, peers each transmission of a change goes to. */
+export const BROADCAST_FANOUT = 3
+/** `[perf] broadcast_transmissions`: sends of a change by its origin; 0 = from the peer count. */
+export const BROADCAST_TRANSMISSIONS = 0
+/** Delay before the k-th retransmission of a broadcast item: k × this. */
+export const BROADCAST_RETRANSMIT_INTERVAL_MS = 100
+/**
+ * `[perf] processing_queue_len`: items waiting to be (re)broadcast; over it the most-sent item
+ * is dropped (anti-entropy repairs what it carried).
+ */
+export const BROADCAST_QUEUE_MAX = 10_000
+/** `[perf] broadcast_queue_bytes_max`: bytes waiting to be broadcast; over it, as above. */
+export const BROADCAST_QUEUE_BYTES_MAX = 32 * 1024 * 1024
+/**
+ * `[perf] processing_queue_len`: received chunks waiting to be applied; a broadcast that finds
+ * the queue full is dropped (counted; anti-entropy fetches it later).
+ */
+export const APPLY_QUEUE_MAX = 10_000
+/**
+ * `[perf] apply_queue_bytes_max`: bytes of changes waiting to be applied (their estimated
+ * in-memory size). Broadcasts over it are dropped; sync waits for room for a whole answer.
+ */
+export const APPLY_QUEUE_BYTES_MAX = 64 * 1024 * 1024
+/** `[perf] apply_queue_min_batch_size`: the adaptive apply batch (changes) never goes below. */
+export const APPLY_BATCH_MIN = 100
+/** `[perf] apply_queue_max_batch_size`: ... nor above this (one SQLite transaction per batch). */
+export const APPLY_BATCH_MAX = 16_000
+/** The apply batch starts at this many changes (within the two above) and adapts from there. */
+export const APPLY_BATCH_START = 1000
+/** `[perf] apply_target_ms`: a batch that takes longer halves the batch size. */
+export const APPLY_TARGET_MS = 50
+/** ... and one under target / this (with the queue holding more) doubles it. */
+export const APPLY_GROW_BELOW_TARGET_DIVISOR = 4
+/** `[perf] min_sync_backoff`: time between anti-entropy rounds (jittered ±50%) when behind. */
+export const SYNC_INTERVAL_MS = 2_000
+/** `[perf] max_sync_backoff`: the interval doubles up to this while rounds find nothing. */
+export const SYNC_INTERVAL_MAX_MS = 15_000
+/** `[perf] sync_sessions_max`: sessions run at once as a client; a round waits for a free one. */
+export const SYNC_CLIENT_SESSIONS_MAX = 2
+/** `[perf] sync_serve_sessions_max`: sessions served at once; more are refused (busy). */
+export const SYNC_SERVER_SESSIONS_MAX = 3
+/** A served session idle this long is forgotten (its slot is free again). */
+export const SYNC_SESSION_IDLE_MS = 10_000
+/** `[perf] sync_rounds_max`: request/answer rounds of one session; the next round resumes. */
+export const SYNC_ROUNDS_MAX = 64
+/** Version ranges asked for in one sync request; the rest wait for the next request. */
+export const SYNC_NEEDS_PER_REQUEST_MAX = 64
+/** `[perf] sync_reply_bytes`: largest sync answer asked for; the server sends the rest later. */
+export const SYNC_REPLY_BYTES = 1024 * 1024
+/** `[perf] sync_timeout_ms`: a sync exchange unanswered after this fails its session. */
+export const SYNC_TIMEOUT_MS = 5_000
+/** Lag samples kept for p99 lag; older ones are forgotten. */
+export const LAG_SAMPLES_MAX = 1024
+/**
+ * `[perf] buffered_cells_max`: cells stored for versions not complete yet (chunks missing) or
+ * held for a schema change; chunks over it are not stored and are fetched again later.
+ */
+export const BUFFER_CELLS_MAX = 1_000_000
+
+/**
+ * Every knob of replication (broadcast, apply, sync), with defaults sized for a LAN. The agent
+ * fills them from the config file (`[gossip]` and `[perf]`, docs/config.md); the simulator
+ * passes its own.
+ */
+export interface ReplicationOptions {
+  /** Cap on the bytes this node sends per second for broadcast and sync (token bucket). */
+  readonly rateBytesPerSec: number
+  /** Burst the bucket allows above the rate (bytes). */
+  readonly burstBytes: number
+  /** Largest encoded chunk of one version (a bigger version is split). */
+  readonly chunkBytes: number
+  /** Up to this many live peers, a local change is sent to all of them directly (no relays). */
+  readonly broadcastDirectMax: number
+  /** In a larger cluster: peers a new change is sent to per transmission. */
+  readonly fanout: number
+  /** Transmissions of one broadcast item; 0 = derive from the member count (4·log10(n+1)). */
+  readonly maxTransmissions: number
+  /** Delay before the k-th retransmission of an item: k × this. */
+  readonly retransmitIntervalMs: number
+  /** Cap on items waiting to be (re)broadcast; over it the most-sent item is dropped. */
+  readonly broadcastQueueMax: number
+  /** Cap on bytes waiting to be (re)broadcast. */
+  readonly broadcastQueueBytesMax: number
+  /** Cap on received chunks waiting to be applied. */
+  readonly applyQueueMax: number
+  /** Cap on bytes of changes waiting to be applied (estimated encoded size). */
+  readonly applyQueueBytesMax: number
+  /** Changes per apply transaction: start, floor and ceiling of the adaptive batch size. */
+  readonly applyBatchMin: number
+  readonly applyBatchMax: number
+  /** The batch size shrinks when one apply takes longer than this, grows when much shorter. */
+  readonly applyTargetMs: number
+  /** Anti-entropy: base interval between sync rounds, jittered ±50%. */
+  readonly syncIntervalMs: number
+  /** Anti-entropy: the interval doubles while rounds find nothing, up to this. */
+  readonly syncIntervalMaxMs: number
+  /** Sync sessions this node runs at once as a client. */
+  readonly syncClientSessionsMax: number
+  /** Sync sessions this node serves at once. */
+  readonly syncServerSessionsMax: number
+  /** A served session idle this long is forgotten. */
+  readonly syncSessionIdleMs: number
+  /** Request/response rounds of one sync session. */
+  readonly syncRoundsMax: number
+  /** Version ranges per sync request. */
+  readonly syncNeedsPerRequest: number
+  /** Largest sync reply (bytes) the client asks for. */
+  readonly syncReplyBytes: number
+  /** One sync exchange that takes longer than this is abandoned. */
+  readonly syncTimeoutMs: number
+  /** Lag samples kept for p99_lag (the most recent ones). */
+  readonly lagSamples: number
+  /** Anti-entropy off: for tests that prove the loss simulation needs it. */
+  readonly syncEnabled: boolean
+}
+
+export const DEFAULT_REPLICATION: ReplicationOptions = Object.freeze({
+  rateBytesPerSec: RATE_BYTES_PER_SEC,
+  burstBytes: RATE_BURST_BYTES,
+  chunkBytes: CHUNK_BYTES,
+  broadcastDirectMax: BROADCAST_DIRECT_MAX,
+  fanout: BROADCAST_FANOUT,
+  maxTransmissions: BROADCAST_TRANSMISSIONS,
+  retransmitIntervalMs: BROADCAST_RETRANSMIT_INTERVAL_MS,
+  broadcastQueueMax: BROADCAST_QUEUE_MAX,
+  broadcastQueueBytesMax: BROADCAST_QUEUE_BYTES_MAX,
+  applyQueueMax: APPLY_QUEUE_MAX,
+  applyQueueBytesMax: APPLY_QUEUE_BYTES_MAX,
+  applyBatchMin: APPLY_BATCH_MIN,
+  applyBatchMax: APPLY_BATCH_MAX,
+  applyTargetMs: APPLY_TARGET_MS,
+  syncIntervalMs: SYNC_INTERVAL_MS,
+  syncIntervalMaxMs: SYNC_INTERVAL_MAX_MS,
+  syncClientSessionsMax: SYNC_CLIENT_SESSIONS_MAX,
+  syncServerSessionsMax: SYNC_SERVER_SESSIONS_MAX,
+  syncSessionIdleMs: SYNC_SESSION_IDLE_MS,
+  syncRoundsMax: SYNC_ROUNDS_MAX,
+  syncNeedsPerRequest: SYNC_NEEDS_PER_REQUEST_MAX,
+  syncReplyBytes: SYNC_REPLY_BYTES,
+  syncTimeoutMs: SYNC_TIMEOUT_MS,
+  lagSamples: LAG_SAMPLES_MAX,
+  syncEnabled: true,
+})

@@ -2,13 +2,15 @@
  * The agent's configuration: Corrosion's TOML keys, validated, with every default filled in,
  * frozen. Keys Corrosion has and Patina does not implement yet are accepted and listed in one
  * warning; any other unknown key, or a bad value, is a ConfigError naming the key.
+ *
+ * Each key is written once, in camelCase, with its validation and default: the file's key is its
+ * snake_case form, and `Config` is the schema's output type.
  */
 import { readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
-import { BUFFER_CELLS_MAX } from '../crdt/replica.ts'
-import { DEFAULT_REPLICATION, type ReplicationOptions } from '../replication/options.ts'
+import { deepFreeze, optional, pick, section, type DeepReadonly } from './schema-helpers.ts'
 import {
   LAN_PROFILE,
   MIN_PACKET_BYTES,
@@ -21,10 +23,15 @@ import {
   API_INFLIGHT_TRANSACTIONS_MAX,
   API_QUERY_TIMEOUT_MS,
   API_STATEMENTS_MAX,
+  BUFFER_CELLS_MAX,
+  CHUNK_BYTES_MIN,
+  CLUSTER_ID_MAX,
   DB_READER_THREADS,
   DEFAULT_API_ADDR,
   DEFAULT_CLUSTER_ID,
   DEFAULT_GOSSIP_ADDR,
+  DEFAULT_REPLICATION,
+  READER_THREADS_MAX,
   SUBS_BATCH_MS,
   SUBS_EVAL_TIMEOUT_MS,
   SUBS_FULL_EVAL_INTERVAL_MS,
@@ -35,6 +42,8 @@ import {
   SUBS_MAX,
   SUBS_PENDING_KEYS_MAX,
   SUBS_READER_THREADS,
+  UDP_PAYLOAD_BYTES_MAX,
+  type ReplicationOptions,
 } from './defaults.ts'
 
 export class ConfigError extends Error {
@@ -42,55 +51,11 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID'
 }
 
-export interface Config {
-  /** Broadcast, apply and sync settings (`[gossip]` rate keys and `[perf]`). */
-  readonly replication: ReplicationOptions & { readonly bufferCellsMax: number }
-  readonly db: {
-    readonly path: string
-    readonly schemaPaths: readonly string[]
-    readonly synchronous: 'normal' | 'full'
-    readonly readerThreads: number
-  }
-  readonly api: {
-    readonly addrs: readonly string[]
-    readonly bearerToken: string | null
-    readonly maxBodyBytes: number
-    readonly maxInflightTransactions: number
-    readonly maxConcurrentQueries: number
-    readonly maxStatements: number
-    readonly queryTimeoutMs: number
-  }
-  readonly gossip: {
-    readonly addr: string
-    readonly bootstrap: readonly string[]
-    readonly plaintext: boolean
-    /** u16; agents only talk to agents of the same cluster id. */
-    readonly clusterId: number
-    /** Membership timing profile: memberlist's LAN or WAN numbers. */
-    readonly profile: 'lan' | 'wan'
-    /** Every membership parameter: the profile's, with the `[gossip]` overrides applied. */
-    readonly swim: SwimOptions
-  }
-  readonly subscriptions: {
-    /** Directory of the subscriptions database (`[db] subscriptions_path`). */
-    readonly path: string
-    readonly maxSubscriptions: number
-    readonly maxListeners: number
-    readonly maxListenerLag: number
-    readonly maxHistory: number
-    readonly maxPendingKeys: number
-    readonly idleTimeoutMs: number
-    readonly evalTimeoutMs: number
-    readonly readerThreads: number
-    /** Accept queries that can only be maintained by re-running them whole. */
-    readonly fullReevaluation: boolean
-    readonly fullEvalIntervalMs: number
-    readonly batchMs: number
-  }
-  readonly admin: { readonly path: string }
-  readonly telemetry: { readonly prometheusAddr: string | null }
-  readonly log: { readonly format: 'plaintext' | 'json'; readonly colors: boolean }
-}
+/** The parsed configuration (see `configSchema`): camelCase, defaults filled in, frozen. */
+export type Config = DeepReadonly<z.output<ReturnType<typeof configSchema>>>
+
+/** Replication settings: `[gossip]` rate keys and `[perf]` over DEFAULT_REPLICATION. */
+export type ReplicationConfig = ReplicationOptions & { readonly bufferCellsMax: number }
 
 export interface LoadedConfig {
   readonly config: Config
@@ -146,190 +111,239 @@ export function parseHostPort(addr: string): { host: string; port: number } | nu
 
 const positiveInt = z.number().int().positive()
 const nonNegativeInt = z.number().int().min(0)
+const readerThreads = z.number().int().min(1).max(READER_THREADS_MAX)
+/** Corrosion's backoffs are in seconds; Patina's options in milliseconds. */
+const seconds = z
+  .number()
+  .positive()
+  .transform((s) => s * 1000)
 
-/** Largest UDP payload over IPv4. */
-const UDP_PAYLOAD_MAX = 65_507
+// ------------------------------------------------------------------------------------ key tables
 
 /**
- * `[gossip]` keys overriding one membership parameter each (SwimOptions, in snake_case); absent
+ * `[gossip]` keys overriding one membership parameter each, one per SwimOptions field; absent
  * keys keep the profile's value. Ranges follow what the membership code asserts or relies on.
  */
-const swimOverrides = {
-  probe_interval_ms: positiveInt.optional(),
-  probe_timeout_ms: positiveInt.optional(),
-  indirect_checks: positiveInt.optional(),
-  local_health_max: nonNegativeInt.optional(),
-  nacks: z.boolean().optional(),
-  buddy_system: z.boolean().optional(),
-  suspicion_mult: positiveInt.optional(),
-  suspicion_max_timeout_mult: positiveInt.optional(),
-  retransmit_mult: positiveInt.optional(),
-  gossip_interval_ms: positiveInt.optional(),
-  gossip_nodes: positiveInt.optional(),
-  gossip_to_the_dead_ms: nonNegativeInt.optional(),
-  max_packet_bytes: z.number().int().min(MIN_PACKET_BYTES).max(UDP_PAYLOAD_MAX).optional(),
-  push_pull_interval_ms: nonNegativeInt.optional(),
-  push_pull_timeout_ms: positiveInt.optional(),
-  push_pull_bytes_max: positiveInt.optional(),
-  join_retry_base_ms: positiveInt.optional(),
-  join_retry_max_ms: positiveInt.optional(),
-  join_retry_jitter: z.number().min(0).max(1).optional(),
-  reconnect_interval_ms: nonNegativeInt.optional(),
-  down_notice_interval_ms: positiveInt.optional(),
-  remove_down_after_ms: positiveInt.optional(),
-  leave_linger_ms: nonNegativeInt.optional(),
-  members_max: positiveInt.optional(),
-  relays_max: positiveInt.optional(),
+const SWIM_KEYS = {
+  probeIntervalMs: positiveInt,
+  probeTimeoutMs: positiveInt,
+  indirectChecks: positiveInt,
+  localHealthMax: nonNegativeInt,
+  nacks: z.boolean(),
+  buddySystem: z.boolean(),
+  suspicionMult: positiveInt,
+  suspicionMaxTimeoutMult: positiveInt,
+  retransmitMult: positiveInt,
+  gossipIntervalMs: positiveInt,
+  gossipNodes: positiveInt,
+  gossipToTheDeadMs: nonNegativeInt,
+  maxPacketBytes: z.number().int().min(MIN_PACKET_BYTES).max(UDP_PAYLOAD_BYTES_MAX),
+  pushPullIntervalMs: nonNegativeInt,
+  pushPullTimeoutMs: positiveInt,
+  pushPullBytesMax: positiveInt,
+  joinRetryBaseMs: positiveInt,
+  joinRetryMaxMs: positiveInt,
+  joinRetryJitter: z.number().min(0).max(1),
+  reconnectIntervalMs: nonNegativeInt,
+  downNoticeIntervalMs: positiveInt,
+  removeDownAfterMs: positiveInt,
+  leaveLingerMs: nonNegativeInt,
+  membersMax: positiveInt,
+  relaysMax: positiveInt,
+} satisfies { readonly [K in keyof SwimOptions]-?: z.ZodType<SwimOptions[K], SwimOptions[K]> }
+
+/** A key whose value sets these replication options (several: Corrosion has one key for them). */
+function sets(type: z.ZodType<number, number>, ...fields: NumberKey<ReplicationConfig>[]) {
+  return type.transform(
+    (value) => Object.fromEntries(fields.map((f) => [f, value])) as Partial<ReplicationConfig>,
+  )
+}
+
+type NumberKey<T> = { [K in keyof T]-?: T[K] extends number ? K : never }[keyof T]
+
+/** `[gossip]` keys of replication: the byte-rate cap. */
+const RATE_KEYS = {
+  rateLimitBytesPerSec: sets(positiveInt, 'rateBytesPerSec'),
+  rateLimitBurstBytes: sets(positiveInt, 'burstBytes'),
 }
 
 /**
  * `[perf]`: queue caps, apply batching and sync settings. Corrosion's names where Corrosion has
  * the setting (its backoffs are in seconds); Patina's own keys end in their unit.
  */
-const perfSchema = z
-  .strictObject({
-    processing_queue_len: positiveInt.optional(),
-    apply_queue_min_batch_size: positiveInt.optional(),
-    apply_queue_max_batch_size: positiveInt.optional(),
-    min_sync_backoff: z.number().positive().optional(),
-    max_sync_backoff: z.number().positive().optional(),
-    apply_queue_bytes_max: positiveInt.optional(),
-    apply_target_ms: positiveInt.optional(),
-    broadcast_queue_bytes_max: positiveInt.optional(),
-    broadcast_direct_max: nonNegativeInt.optional(),
-    broadcast_fanout: positiveInt.optional(),
-    broadcast_transmissions: nonNegativeInt.optional(),
-    chunk_bytes: z.number().int().min(1024).optional(),
-    sync_sessions_max: positiveInt.optional(),
-    sync_serve_sessions_max: positiveInt.optional(),
-    sync_reply_bytes: z.number().int().min(1024).optional(),
-    sync_rounds_max: positiveInt.optional(),
-    sync_timeout_ms: positiveInt.optional(),
-    buffered_cells_max: positiveInt.optional(),
-  })
-  .default({})
-
-type PerfSection = z.infer<typeof perfSchema>
-
-/** Replication settings: the defaults with the file's `[gossip]` rate keys and `[perf]`. */
-function replicationOptions(
-  gossip: {
-    rate_limit_bytes_per_sec?: number | undefined
-    rate_limit_burst_bytes?: number | undefined
-  },
-  p: PerfSection,
-): ReplicationOptions & { bufferCellsMax: number } {
-  const d = DEFAULT_REPLICATION
-  return {
-    ...d,
-    rateBytesPerSec: gossip.rate_limit_bytes_per_sec ?? d.rateBytesPerSec,
-    burstBytes: gossip.rate_limit_burst_bytes ?? d.burstBytes,
-    broadcastQueueMax: p.processing_queue_len ?? d.broadcastQueueMax,
-    applyQueueMax: p.processing_queue_len ?? d.applyQueueMax,
-    applyBatchMin: p.apply_queue_min_batch_size ?? d.applyBatchMin,
-    applyBatchMax: p.apply_queue_max_batch_size ?? d.applyBatchMax,
-    syncIntervalMs: p.min_sync_backoff === undefined ? d.syncIntervalMs : p.min_sync_backoff * 1000,
-    syncIntervalMaxMs:
-      p.max_sync_backoff === undefined ? d.syncIntervalMaxMs : p.max_sync_backoff * 1000,
-    applyQueueBytesMax: p.apply_queue_bytes_max ?? d.applyQueueBytesMax,
-    applyTargetMs: p.apply_target_ms ?? d.applyTargetMs,
-    broadcastQueueBytesMax: p.broadcast_queue_bytes_max ?? d.broadcastQueueBytesMax,
-    broadcastDirectMax: p.broadcast_direct_max ?? d.broadcastDirectMax,
-    fanout: p.broadcast_fanout ?? d.fanout,
-    maxTransmissions: p.broadcast_transmissions ?? d.maxTransmissions,
-    chunkBytes: p.chunk_bytes ?? d.chunkBytes,
-    syncClientSessionsMax: p.sync_sessions_max ?? d.syncClientSessionsMax,
-    syncServerSessionsMax: p.sync_serve_sessions_max ?? d.syncServerSessionsMax,
-    syncReplyBytes: p.sync_reply_bytes ?? d.syncReplyBytes,
-    syncRoundsMax: p.sync_rounds_max ?? d.syncRoundsMax,
-    syncTimeoutMs: p.sync_timeout_ms ?? d.syncTimeoutMs,
-    bufferCellsMax: p.buffered_cells_max ?? BUFFER_CELLS_MAX,
-  }
+const PERF_KEYS = {
+  processingQueueLen: sets(positiveInt, 'broadcastQueueMax', 'applyQueueMax'),
+  applyQueueMinBatchSize: sets(positiveInt, 'applyBatchMin'),
+  applyQueueMaxBatchSize: sets(positiveInt, 'applyBatchMax'),
+  minSyncBackoff: sets(seconds, 'syncIntervalMs'),
+  maxSyncBackoff: sets(seconds, 'syncIntervalMaxMs'),
+  applyQueueBytesMax: sets(positiveInt, 'applyQueueBytesMax'),
+  applyTargetMs: sets(positiveInt, 'applyTargetMs'),
+  broadcastQueueBytesMax: sets(positiveInt, 'broadcastQueueBytesMax'),
+  broadcastDirectMax: sets(nonNegativeInt, 'broadcastDirectMax'),
+  broadcastFanout: sets(positiveInt, 'fanout'),
+  broadcastTransmissions: sets(nonNegativeInt, 'maxTransmissions'),
+  chunkBytes: sets(z.number().int().min(CHUNK_BYTES_MIN), 'chunkBytes'),
+  syncSessionsMax: sets(positiveInt, 'syncClientSessionsMax'),
+  syncServeSessionsMax: sets(positiveInt, 'syncServerSessionsMax'),
+  syncReplyBytes: sets(z.number().int().min(CHUNK_BYTES_MIN), 'syncReplyBytes'),
+  syncRoundsMax: sets(positiveInt, 'syncRoundsMax'),
+  syncTimeoutMs: sets(positiveInt, 'syncTimeoutMs'),
+  bufferedCellsMax: sets(positiveInt, 'bufferCellsMax'),
 }
 
-const schema = z.strictObject({
-  db: z.strictObject({
-    path: z.string().min(1),
-    schema_paths: z.array(z.string().min(1)).default([]),
-    synchronous: z.enum(['normal', 'full']).default('normal'),
-    reader_threads: z.number().int().min(1).max(64).default(DB_READER_THREADS),
-    subscriptions_path: z.string().min(1).optional(),
-  }),
-  api: z
+/** The replication defaults with what the keys present set. */
+function replicationOptions(
+  keys: readonly (Partial<ReplicationConfig> | undefined)[],
+): ReplicationConfig {
+  const defaults: ReplicationConfig = { ...DEFAULT_REPLICATION, bufferCellsMax: BUFFER_CELLS_MAX }
+  return keys.reduce<ReplicationConfig>((options, set) => ({ ...options, ...set }), defaults)
+}
+
+// ------------------------------------------------------------------------------------ schema
+
+/**
+ * The whole file. Relative paths are resolved against `baseDir` (the config file's directory).
+ * Checks that involve two keys run once every key is valid, and report the first key of the pair.
+ */
+function configSchema(baseDir: string) {
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
+  return z
     .strictObject({
-      addr: z.union([hostPort, z.array(hostPort).min(1)]).default(DEFAULT_API_ADDR),
-      authz: z.strictObject({ 'bearer-token': z.string().min(1).optional() }).optional(),
-      max_body_bytes: positiveInt.default(API_BODY_BYTES_MAX),
-      max_inflight_transactions: positiveInt.default(API_INFLIGHT_TRANSACTIONS_MAX),
-      max_concurrent_queries: positiveInt.default(API_CONCURRENT_QUERIES_MAX),
-      max_statements: positiveInt.default(API_STATEMENTS_MAX),
-      query_timeout_ms: z.number().int().min(0).default(API_QUERY_TIMEOUT_MS),
+      db: section({
+        path: z.string().min(1),
+        schemaPaths: z.array(z.string().min(1)).default([]),
+        synchronous: z.enum(['normal', 'full']).default('normal'),
+        readerThreads: readerThreads.default(DB_READER_THREADS),
+        /** Directory of the subscriptions database: read into `subscriptions.path`. */
+        subscriptionsPath: z.string().min(1).optional(),
+      }),
+      api: section({
+        addr: z.union([hostPort, z.array(hostPort).min(1)]).default(DEFAULT_API_ADDR),
+        authz: z.strictObject({ 'bearer-token': z.string().min(1).optional() }).optional(),
+        maxBodyBytes: positiveInt.default(API_BODY_BYTES_MAX),
+        maxInflightTransactions: positiveInt.default(API_INFLIGHT_TRANSACTIONS_MAX),
+        maxConcurrentQueries: positiveInt.default(API_CONCURRENT_QUERIES_MAX),
+        maxStatements: positiveInt.default(API_STATEMENTS_MAX),
+        queryTimeoutMs: nonNegativeInt.default(API_QUERY_TIMEOUT_MS),
+      }).prefault({}),
+      gossip: section({
+        addr: hostPort.default(DEFAULT_GOSSIP_ADDR),
+        bootstrap: z.array(hostPort).default([]),
+        plaintext: z.boolean().default(false),
+        /** u16; agents only talk to agents of the same cluster id. */
+        clusterId: z.number().int().min(0).max(CLUSTER_ID_MAX).default(DEFAULT_CLUSTER_ID),
+        /** Membership timing profile: memberlist's LAN or WAN numbers. */
+        profile: z.enum(['lan', 'wan']).default('lan'),
+        ...optional(RATE_KEYS),
+        ...optional(SWIM_KEYS),
+      }).prefault({}),
+      subscriptions: section({
+        maxSubscriptions: positiveInt.default(SUBS_MAX),
+        maxListeners: positiveInt.default(SUBS_LISTENERS_MAX),
+        maxListenerLag: positiveInt.default(SUBS_LISTENER_LAG_MAX),
+        maxHistory: positiveInt.default(SUBS_HISTORY_MAX),
+        maxPendingKeys: positiveInt.default(SUBS_PENDING_KEYS_MAX),
+        idleTimeoutMs: nonNegativeInt.default(SUBS_IDLE_TIMEOUT_MS),
+        evalTimeoutMs: nonNegativeInt.default(SUBS_EVAL_TIMEOUT_MS),
+        readerThreads: readerThreads.default(SUBS_READER_THREADS),
+        /** Accept queries that can only be maintained by re-running them whole. */
+        fullReevaluation: z.boolean().default(true),
+        fullEvalIntervalMs: nonNegativeInt.default(SUBS_FULL_EVAL_INTERVAL_MS),
+        batchMs: nonNegativeInt.default(SUBS_BATCH_MS),
+      }).prefault({}),
+      perf: section(optional(PERF_KEYS)).prefault({}),
+      admin: section({ path: z.string().min(1).optional() }).optional(),
+      telemetry: section({
+        prometheus: z.strictObject({ addr: hostPort }).optional(),
+      }).optional(),
+      log: section({
+        format: z.enum(['plaintext', 'json']).default('json'),
+        colors: z.boolean().default(false),
+      }).prefault({}),
     })
-    .default({
-      addr: DEFAULT_API_ADDR,
-      max_body_bytes: API_BODY_BYTES_MAX,
-      max_inflight_transactions: API_INFLIGHT_TRANSACTIONS_MAX,
-      max_concurrent_queries: API_CONCURRENT_QUERIES_MAX,
-      max_statements: API_STATEMENTS_MAX,
-      query_timeout_ms: API_QUERY_TIMEOUT_MS,
-    }),
-  gossip: z
-    .strictObject({
-      addr: hostPort.default(DEFAULT_GOSSIP_ADDR),
-      bootstrap: z.array(hostPort).default([]),
-      plaintext: z.boolean().default(false),
-      cluster_id: z.number().int().min(0).max(0xffff).default(DEFAULT_CLUSTER_ID),
-      profile: z.enum(['lan', 'wan']).default('lan'),
-      rate_limit_bytes_per_sec: positiveInt.optional(),
-      rate_limit_burst_bytes: positiveInt.optional(),
-      ...swimOverrides,
+    .transform((c, ctx) => {
+      const { subscriptionsPath, ...db } = c.db
+      const dbPath = abs(db.path)
+      const { addr, authz, ...apiLimits } = c.api
+      const { addr: gossipAddr, bootstrap, plaintext, clusterId, profile } = c.gossip
+      const swim: SwimOptions = {
+        ...(profile === 'wan' ? WAN_PROFILE : LAN_PROFILE),
+        ...pick(c.gossip, SWIM_KEYS),
+      }
+      const config = {
+        db: { ...db, path: dbPath, schemaPaths: db.schemaPaths.map(abs) },
+        api: {
+          addrs: Array.isArray(addr) ? addr : [addr],
+          bearerToken: authz?.['bearer-token'] ?? null,
+          ...apiLimits,
+        },
+        /** Broadcast, apply and sync settings (`[gossip]` rate keys and `[perf]`). */
+        replication: replicationOptions([
+          ...Object.values(pick(c.gossip, RATE_KEYS)),
+          ...Object.values(c.perf),
+        ]),
+        gossip: {
+          addr: gossipAddr,
+          bootstrap,
+          plaintext,
+          clusterId,
+          profile,
+          /** Every membership parameter: the profile's, with the `[gossip]` overrides applied. */
+          swim,
+        },
+        subscriptions: {
+          /** Directory of the subscriptions database (`[db] subscriptions_path`). */
+          path: abs(subscriptionsPath ?? join(dirname(dbPath), 'subscriptions')),
+          ...c.subscriptions,
+        },
+        admin: { path: abs(c.admin?.path ?? join(dirname(dbPath), 'admin.sock')) },
+        telemetry: { prometheusAddr: c.telemetry?.prometheus?.addr ?? null },
+        log: c.log,
+      }
+      const issue = inconsistency(config)
+      if (issue === null) return config
+      ctx.issues.push({ code: 'custom', input: c, ...issue })
+      return z.NEVER
     })
-    .default({
-      addr: DEFAULT_GOSSIP_ADDR,
-      bootstrap: [],
-      plaintext: false,
-      cluster_id: DEFAULT_CLUSTER_ID,
-      profile: 'lan',
-    }),
-  subscriptions: z
-    .strictObject({
-      max_subscriptions: positiveInt.default(SUBS_MAX),
-      max_listeners: positiveInt.default(SUBS_LISTENERS_MAX),
-      max_listener_lag: positiveInt.default(SUBS_LISTENER_LAG_MAX),
-      max_history: positiveInt.default(SUBS_HISTORY_MAX),
-      max_pending_keys: positiveInt.default(SUBS_PENDING_KEYS_MAX),
-      idle_timeout_ms: nonNegativeInt.default(SUBS_IDLE_TIMEOUT_MS),
-      eval_timeout_ms: nonNegativeInt.default(SUBS_EVAL_TIMEOUT_MS),
-      reader_threads: z.number().int().min(1).max(64).default(SUBS_READER_THREADS),
-      full_reevaluation: z.boolean().default(true),
-      full_eval_interval_ms: nonNegativeInt.default(SUBS_FULL_EVAL_INTERVAL_MS),
-      batch_ms: nonNegativeInt.default(SUBS_BATCH_MS),
-    })
-    .default({
-      max_subscriptions: SUBS_MAX,
-      max_listeners: SUBS_LISTENERS_MAX,
-      max_listener_lag: SUBS_LISTENER_LAG_MAX,
-      max_history: SUBS_HISTORY_MAX,
-      max_pending_keys: SUBS_PENDING_KEYS_MAX,
-      idle_timeout_ms: SUBS_IDLE_TIMEOUT_MS,
-      eval_timeout_ms: SUBS_EVAL_TIMEOUT_MS,
-      reader_threads: SUBS_READER_THREADS,
-      full_reevaluation: true,
-      full_eval_interval_ms: SUBS_FULL_EVAL_INTERVAL_MS,
-      batch_ms: SUBS_BATCH_MS,
-    }),
-  perf: perfSchema,
-  admin: z.strictObject({ path: z.string().min(1).optional() }).optional(),
-  telemetry: z
-    .strictObject({ prometheus: z.strictObject({ addr: hostPort }).optional() })
-    .optional(),
-  log: z
-    .strictObject({
-      format: z.enum(['plaintext', 'json']).default('json'),
-      colors: z.boolean().default(false),
-    })
-    .default({ format: 'json', colors: false }),
-})
+}
+
+/**
+ * Pairs of keys where the first must stay below (or not exceed) the second, reported in the
+ * file's own keys and units; null when none is out of order.
+ */
+function inconsistency(c: {
+  gossip: { swim: SwimOptions }
+  replication: ReplicationConfig
+}): { path: string[]; message: string } | null {
+  const { swim: s } = c.gossip
+  const r = c.replication
+  const sec = (ms: number): number => ms / 1000
+  type Pair = [key: string, value: number, otherKey: string, otherValue: number]
+  const below: Pair[] = [
+    ['gossip.probe_timeout_ms', s.probeTimeoutMs, 'probe_interval_ms', s.probeIntervalMs],
+  ]
+  const notAbove: Pair[] = [
+    ['gossip.join_retry_base_ms', s.joinRetryBaseMs, 'join_retry_max_ms', s.joinRetryMaxMs],
+    ['perf.min_sync_backoff', sec(r.syncIntervalMs), 'max_sync_backoff', sec(r.syncIntervalMaxMs)],
+    [
+      'perf.apply_queue_min_batch_size',
+      r.applyBatchMin,
+      'apply_queue_max_batch_size',
+      r.applyBatchMax,
+    ],
+    ['perf.chunk_bytes', r.chunkBytes, 'sync_reply_bytes', r.syncReplyBytes],
+  ]
+  for (const [key, low, other, high] of below) {
+    if (low >= high)
+      return { path: key.split('.'), message: `must be less than ${other} (${low} >= ${high})` }
+  }
+  for (const [key, low, other, high] of notAbove) {
+    if (low > high)
+      return { path: key.split('.'), message: `must not exceed ${other} (${low} > ${high})` }
+  }
+  return null
+}
 
 type Table = Record<string, unknown>
 
@@ -365,6 +379,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return `config key "${key}": ${issue.message}`
 }
 
+// ------------------------------------------------------------------------------------ entry points
+
 /**
  * Parses and validates TOML text. Relative paths are resolved against `baseDir` (the config
  * file's directory).
@@ -380,132 +396,14 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
   }
   if (!isTable(doc)) throw new ConfigError(`${source}: expected a TOML document`)
   const unimplemented = stripUnimplemented(doc)
-  const result = schema.safeParse(doc)
+  const result = configSchema(baseDir).safeParse(doc)
   if (!result.success) {
     const issue = result.error.issues[0]
     throw new ConfigError(
       `${source}: ${issue === undefined ? 'invalid config' : describeIssue(issue)}`,
     )
   }
-  const c = result.data
-  const swim = swimOptions(c.gossip)
-  if (swim.probeTimeoutMs >= swim.probeIntervalMs) {
-    throw new ConfigError(
-      `${source}: config key "gossip.probe_timeout_ms": must be less than probe_interval_ms ` +
-        `(${swim.probeTimeoutMs} >= ${swim.probeIntervalMs})`,
-    )
-  }
-  if (swim.joinRetryBaseMs > swim.joinRetryMaxMs) {
-    throw new ConfigError(
-      `${source}: config key "gossip.join_retry_base_ms": must not exceed join_retry_max_ms ` +
-        `(${swim.joinRetryBaseMs} > ${swim.joinRetryMaxMs})`,
-    )
-  }
-  const replication = replicationOptions(c.gossip, c.perf)
-  // Pairs of keys where the first must not exceed the second, in the file's own units.
-  const backoff = (ms: number): number => ms / 1000
-  const order: [string, number, string, number][] = [
-    [
-      'perf.min_sync_backoff',
-      backoff(replication.syncIntervalMs),
-      'max_sync_backoff',
-      backoff(replication.syncIntervalMaxMs),
-    ],
-    [
-      'perf.apply_queue_min_batch_size',
-      replication.applyBatchMin,
-      'apply_queue_max_batch_size',
-      replication.applyBatchMax,
-    ],
-    ['perf.chunk_bytes', replication.chunkBytes, 'sync_reply_bytes', replication.syncReplyBytes],
-  ]
-  for (const [key, low, other, high] of order) {
-    if (low > high) {
-      throw new ConfigError(
-        `${source}: config key "${key}": must not exceed ${other} (${low} > ${high})`,
-      )
-    }
-  }
-  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
-  const dbPath = abs(c.db.path)
-  const config: Config = {
-    db: {
-      path: dbPath,
-      schemaPaths: c.db.schema_paths.map(abs),
-      synchronous: c.db.synchronous,
-      readerThreads: c.db.reader_threads,
-    },
-    api: {
-      addrs: Array.isArray(c.api.addr) ? c.api.addr : [c.api.addr],
-      bearerToken: c.api.authz?.['bearer-token'] ?? null,
-      maxBodyBytes: c.api.max_body_bytes,
-      maxInflightTransactions: c.api.max_inflight_transactions,
-      maxConcurrentQueries: c.api.max_concurrent_queries,
-      maxStatements: c.api.max_statements,
-      queryTimeoutMs: c.api.query_timeout_ms,
-    },
-    replication,
-    gossip: {
-      addr: c.gossip.addr,
-      bootstrap: c.gossip.bootstrap,
-      plaintext: c.gossip.plaintext,
-      clusterId: c.gossip.cluster_id,
-      profile: c.gossip.profile,
-      swim,
-    },
-    subscriptions: {
-      path: abs(c.db.subscriptions_path ?? join(dirname(dbPath), 'subscriptions')),
-      maxSubscriptions: c.subscriptions.max_subscriptions,
-      maxListeners: c.subscriptions.max_listeners,
-      maxListenerLag: c.subscriptions.max_listener_lag,
-      maxHistory: c.subscriptions.max_history,
-      maxPendingKeys: c.subscriptions.max_pending_keys,
-      idleTimeoutMs: c.subscriptions.idle_timeout_ms,
-      evalTimeoutMs: c.subscriptions.eval_timeout_ms,
-      readerThreads: c.subscriptions.reader_threads,
-      fullReevaluation: c.subscriptions.full_reevaluation,
-      fullEvalIntervalMs: c.subscriptions.full_eval_interval_ms,
-      batchMs: c.subscriptions.batch_ms,
-    },
-    admin: { path: abs(c.admin?.path ?? join(dirname(dbPath), 'admin.sock')) },
-    telemetry: { prometheusAddr: c.telemetry?.prometheus?.addr ?? null },
-    log: { format: c.log.format, colors: c.log.colors },
-  }
-  return { config: deepFreeze(config), unimplemented }
-}
-
-type GossipSection = z.infer<typeof schema>['gossip']
-
-/** The profile's membership parameters with the `[gossip]` overrides applied. */
-function swimOptions(g: GossipSection): SwimOptions {
-  const p = g.profile === 'wan' ? WAN_PROFILE : LAN_PROFILE
-  return {
-    probeIntervalMs: g.probe_interval_ms ?? p.probeIntervalMs,
-    probeTimeoutMs: g.probe_timeout_ms ?? p.probeTimeoutMs,
-    indirectChecks: g.indirect_checks ?? p.indirectChecks,
-    localHealthMax: g.local_health_max ?? p.localHealthMax,
-    nacks: g.nacks ?? p.nacks,
-    buddySystem: g.buddy_system ?? p.buddySystem,
-    suspicionMult: g.suspicion_mult ?? p.suspicionMult,
-    suspicionMaxTimeoutMult: g.suspicion_max_timeout_mult ?? p.suspicionMaxTimeoutMult,
-    retransmitMult: g.retransmit_mult ?? p.retransmitMult,
-    gossipIntervalMs: g.gossip_interval_ms ?? p.gossipIntervalMs,
-    gossipNodes: g.gossip_nodes ?? p.gossipNodes,
-    gossipToTheDeadMs: g.gossip_to_the_dead_ms ?? p.gossipToTheDeadMs,
-    maxPacketBytes: g.max_packet_bytes ?? p.maxPacketBytes,
-    pushPullIntervalMs: g.push_pull_interval_ms ?? p.pushPullIntervalMs,
-    pushPullTimeoutMs: g.push_pull_timeout_ms ?? p.pushPullTimeoutMs,
-    pushPullBytesMax: g.push_pull_bytes_max ?? p.pushPullBytesMax,
-    joinRetryBaseMs: g.join_retry_base_ms ?? p.joinRetryBaseMs,
-    joinRetryMaxMs: g.join_retry_max_ms ?? p.joinRetryMaxMs,
-    joinRetryJitter: g.join_retry_jitter ?? p.joinRetryJitter,
-    reconnectIntervalMs: g.reconnect_interval_ms ?? p.reconnectIntervalMs,
-    downNoticeIntervalMs: g.down_notice_interval_ms ?? p.downNoticeIntervalMs,
-    removeDownAfterMs: g.remove_down_after_ms ?? p.removeDownAfterMs,
-    leaveLingerMs: g.leave_linger_ms ?? p.leaveLingerMs,
-    membersMax: g.members_max ?? p.membersMax,
-    relaysMax: g.relays_max ?? p.relaysMax,
-  }
+  return { config: deepFreeze(result.data), unimplemented }
 }
 
 export function loadConfig(path: string): LoadedConfig {
@@ -518,12 +416,4 @@ export function loadConfig(path: string): LoadedConfig {
     })
   }
   return parseConfig(text, dirname(resolve(path)), path)
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null) {
-    for (const v of Object.values(value)) deepFreeze(v)
-    Object.freeze(value)
-  }
-  return value
 }

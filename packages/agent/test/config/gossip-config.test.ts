@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError, parseConfig } from '../../src/config/load-config.ts'
-import { LAN_PROFILE, WAN_PROFILE } from '../../src/membership/defaults.ts'
+import { LAN_PROFILE, WAN_PROFILE, type SwimOptions } from '../../src/membership/defaults.ts'
 
 const BASE_DIR = '/tmp/patina-config-test'
 
@@ -20,6 +20,11 @@ function rejects(toml: string, key: string): void {
     (err: unknown) => err instanceof ConfigError && err.message.includes(`"${key}"`),
     `expected a ConfigError naming ${key}`,
   )
+}
+
+/** `probeIntervalMs` -> `probe_interval_ms`: how the file names each membership parameter. */
+function snakeCase(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
 }
 
 describe('config - [gossip] membership parameters', () => {
@@ -78,5 +83,23 @@ describe('config - [gossip] membership parameters', () => {
     const tuned = parseConfig(withGossip('profile = "wan"', 'gossip_nodes = 2'), BASE_DIR).config
       .gossip.swim
     assert.deepEqual(tuned, { ...WAN_PROFILE, gossipNodes: 2 })
+  })
+
+  it('config - every membership parameter has its snake_case key', () => {
+    const params = Object.entries(LAN_PROFILE) as [keyof SwimOptions, number | boolean][]
+    for (const [key, value] of params) {
+      // A value the key accepts that differs from the default (and keeps the pairs in order).
+      const changed =
+        typeof value === 'boolean'
+          ? !value
+          : key === 'joinRetryJitter'
+            ? 0.5
+            : key === 'probeTimeoutMs' || key === 'joinRetryBaseMs'
+              ? value - 1
+              : value + 1
+      const toml = withGossip(`${snakeCase(key)} = ${String(changed)}`)
+      const { swim } = parseConfig(toml, BASE_DIR).config.gossip
+      assert.deepEqual(swim, { ...LAN_PROFILE, [key]: changed }, key)
+    }
   })
 })
