@@ -15,7 +15,6 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes, randomInt } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,13 +24,14 @@ import { LAN_PROFILE } from '../../src/membership/defaults.ts'
 import { suspicionBounds } from '../../src/membership/suspicion.ts'
 import {
   agentConfig,
-  REPO_ROOT,
+  buildAgent,
   startAgent as start,
+  stopAgent,
   waitExit,
   waitFor,
   type AgentProcess,
 } from './agents.ts'
-import { freePort } from './ports.ts'
+import { freePorts } from './ports.ts'
 
 const NODES = 5
 const STOP_TIMEOUT_MS = 10_000
@@ -98,13 +98,9 @@ function gossipAddr(n: Node): string {
 }
 
 before(async () => {
-  execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
+  buildAgent()
   dir = mkdtempSync(join(tmpdir(), 'patina-cluster-'))
-  const ports: number[] = []
-  while (ports.length < 2 * NODES) {
-    const p = await freePort()
-    if (!ports.includes(p)) ports.push(p)
-  }
+  const ports = await freePorts(2 * NODES)
   for (let i = 0; i < NODES; i++) {
     const name = `node-${i + 1}`
     const apiPort = ports[2 * i] ?? 0
@@ -127,13 +123,7 @@ before(async () => {
 })
 
 after(async () => {
-  for (const n of nodes) {
-    const child = n.child
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, 'SIGKILL')
-      await waitExit(child, STOP_TIMEOUT_MS).catch(() => undefined)
-    }
-  }
+  for (const n of nodes) await stopAgent(n, 'SIGKILL', STOP_TIMEOUT_MS).catch(() => undefined)
   if (dir !== '') rmSync(dir, { recursive: true, force: true })
 })
 

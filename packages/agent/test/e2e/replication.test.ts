@@ -17,7 +17,6 @@
  * polled over HTTP with a bounded wait; children are killed by their PIDs in `after`.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,13 +24,14 @@ import { after, before, describe, it } from 'node:test'
 import {
   agentConfig,
   queryRows,
-  REPO_ROOT,
+  buildAgent,
   startAgent,
+  stopAgent,
   waitExit,
   waitFor,
   type AgentProcess,
 } from './agents.ts'
-import { freePort } from './ports.ts'
+import { freePorts } from './ports.ts'
 
 /** Agents of the convergence test; the writer and the late agent come on top. */
 const NODES = 5
@@ -89,7 +89,7 @@ interface HealthSample {
 
 let dir = ''
 /** Distinct ports, free a moment before, for every agent this file starts (API and gossip). */
-const ports: number[] = []
+let ports: number[] = []
 /** Every agent this file starts (the cluster, the writer, the late agent), for `after`. */
 const all: AgentProcess[] = []
 const cluster: AgentProcess[] = []
@@ -190,13 +190,6 @@ function waitAlive(list: readonly AgentProcess[]): Promise<number> {
   )
 }
 
-async function stop(n: AgentProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-  const child = n.child
-  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
-  process.kill(child.pid, signal)
-  await waitExit(child, STOP_TIMEOUT_MS)
-}
-
 /** Writes the config of a new agent (not started); the first one is everyone's bootstrap. */
 function makeAgent(name: string, extra: readonly string[] = []): AgentProcess {
   const apiPort = ports.pop()
@@ -228,21 +221,18 @@ function makeAgent(name: string, extra: readonly string[] = []): AgentProcess {
 }
 
 before(async () => {
-  execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
+  buildAgent()
   dir = mkdtempSync(join(tmpdir(), 'patina-replication-'))
   writeFileSync(join(dir, 'schema.sql'), SCHEMA)
   // The cluster, the writer and the late agent.
-  while (ports.length < 2 * (NODES + 2)) {
-    const p = await freePort()
-    if (!ports.includes(p)) ports.push(p)
-  }
+  ports = await freePorts(2 * (NODES + 2))
   for (let i = 0; i < NODES; i++) cluster.push(makeAgent(`node-${i + 1}`))
   await Promise.all(cluster.map(startAgent))
   await waitAlive(cluster)
 })
 
 after(async () => {
-  for (const n of all) await stop(n, 'SIGKILL').catch(() => undefined)
+  for (const n of all) await stopAgent(n, 'SIGKILL', STOP_TIMEOUT_MS).catch(() => undefined)
   if (dir !== '') rmSync(dir, { recursive: true, force: true })
 })
 
@@ -396,7 +386,7 @@ describe('e2e - replication between patina agents', () => {
     }
     t.diagnostic(`sync sessions refused as busy so far, all agents: ${busy}`)
     // Its job is done; stopped so that its rate cap does not slow the catch-up measured next.
-    await stop(w, 'SIGTERM')
+    await stopAgent(w, 'SIGTERM', STOP_TIMEOUT_MS)
   })
 
   it(`e2e - an agent started after ${BULK_TRANSACTIONS * BULK_ROWS} writes catches up`, async (t) => {

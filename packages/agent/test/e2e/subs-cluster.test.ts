@@ -16,20 +16,19 @@
  * killed by their PIDs in `after`.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
   agentConfig,
+  buildAgent,
   queryRows,
-  REPO_ROOT,
   startAgent,
-  waitExit,
+  stopAgent,
   type AgentProcess,
 } from './agents.ts'
-import { freePort } from './ports.ts'
+import { freePorts } from './ports.ts'
 
 /** Every wait of this file (formation, replication, an event) fails after this long. */
 const WAIT_MS = 15_000
@@ -215,14 +214,10 @@ class Rebuilt {
 const row = (id: number, v: string, n: number): string => JSON.stringify([id, v, n])
 
 before(async () => {
-  execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
+  buildAgent()
   dir = mkdtempSync(join(tmpdir(), 'patina-subs-cluster-'))
   writeFileSync(join(dir, 'schema.sql'), SCHEMA)
-  const ports: number[] = []
-  while (ports.length < 6) {
-    const p = await freePort()
-    if (!ports.includes(p)) ports.push(p)
-  }
+  const ports = await freePorts(6)
   for (const [i, name] of ['A', 'B', 'C'].entries()) {
     const apiPort = ports[2 * i] ?? 0
     const gossipPort = ports[2 * i + 1] ?? 0
@@ -255,13 +250,7 @@ before(async () => {
 
 after(async () => {
   for (const s of streams) s.close()
-  for (const n of nodes) {
-    const child = n.child
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, 'SIGKILL')
-      await waitExit(child, STOP_TIMEOUT_MS).catch(() => undefined)
-    }
-  }
+  for (const n of nodes) await stopAgent(n, 'SIGKILL', STOP_TIMEOUT_MS).catch(() => undefined)
   if (dir !== '') rmSync(dir, { recursive: true, force: true })
 })
 

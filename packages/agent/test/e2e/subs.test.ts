@@ -11,22 +11,28 @@
  * stopped with SIGTERM (exit 0) and restarted on the same data directory.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import {
+  BIN,
+  buildAgent,
+  startAgent as start,
+  stopAgent as stop,
+  type AgentProcess,
+} from './agents.ts'
 import { freePort } from './ports.ts'
 
-const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
-const BIN = join(REPO_ROOT, 'packages/agent/bin/patina.js')
 const WAIT_MS = 15_000
+/** A stop waits this long for the exit: the agent gives in-flight requests up to 10 s. */
+const STOP_TIMEOUT_MS = 30_000
 
 let dir = ''
 let cfg = ''
 let base = ''
-let agent: ChildProcess | null = null
+let agent: AgentProcess | null = null
 const children = new Set<ChildProcess>()
 
 interface Running {
@@ -93,22 +99,19 @@ async function ok(...args: string[]): Promise<string> {
 }
 
 async function startAgent(): Promise<void> {
-  const r = run('agent', '-c', cfg)
-  agent = r.child
-  await r.waitFor((l) => l === `patina agent: API at ${base}`)
+  assert.ok(agent !== null)
+  await start(agent)
 }
 
 async function stopAgent(): Promise<void> {
-  const child = agent
-  assert.ok(child?.pid !== undefined)
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-  process.kill(child.pid, 'SIGTERM')
-  assert.equal(await exited, 0)
-  agent = null
+  const child = agent?.child
+  assert.ok(agent !== null && child?.pid !== undefined)
+  await stop(agent, 'SIGTERM', STOP_TIMEOUT_MS)
+  assert.equal(child.exitCode, 0, agent.output)
 }
 
 before(async () => {
-  execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
+  buildAgent()
   dir = mkdtempSync(join(tmpdir(), 'patina-e2e-subs-'))
   writeFileSync(
     join(dir, 'schema.sql'),
@@ -132,11 +135,13 @@ before(async () => {
       '',
     ].join('\n'),
   )
+  agent = { name: 'the agent', cfg, api: base, gossipPort: 0, child: null, output: '' }
   await startAgent()
 })
 
-after(() => {
+after(async () => {
   for (const child of [...children]) if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
+  if (agent !== null) await stop(agent, 'SIGKILL', STOP_TIMEOUT_MS).catch(() => undefined)
   if (dir !== '') rmSync(dir, { recursive: true, force: true })
 })
 
