@@ -8,19 +8,14 @@
  */
 import { lstatSync, rmSync } from 'node:fs'
 import { createConnection, createServer, type Server } from 'node:net'
+import {
+  ADMIN_PROBE_TIMEOUT_MS,
+  ADMIN_REQUEST_BYTES_MAX,
+  ADMIN_REQUEST_TIMEOUT_MS,
+} from '../config/defaults.ts'
 import { AdminError } from './errors.ts'
 
-/** Bytes of one admin request; a longer line closes the connection. */
-export const ADMIN_REQUEST_BYTES_MAX = 64 * 1024
-
 export type AdminHandler = (request: Record<string, unknown>) => Promise<Record<string, unknown>>
-
-/**
- * A connect to an existing socket file that has neither succeeded nor failed by then counts as
- * "cannot tell": the start is refused and the file left alone. (On Linux a Unix-socket connect
- * answers at once, so this only bounds a pathological case.)
- */
-export const ADMIN_PROBE_TIMEOUT_MS = 2000
 
 /**
  * Listens on `path`. When something is there already:
@@ -156,7 +151,7 @@ function messageOf(err: unknown): string {
 export async function adminRequest(
   path: string,
   request: Record<string, unknown>,
-  timeoutMs = 30_000,
+  timeoutMs = ADMIN_REQUEST_TIMEOUT_MS,
 ): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(path)

@@ -9,6 +9,7 @@
  * took longer than `targetMs` and doubles when one took less than a quarter of it while the
  * queue had more, within [batchMin, batchMax].
  */
+import { APPLY_BATCH_START, APPLY_GROW_BELOW_TARGET_DIVISOR } from '../config/defaults.ts'
 import type { Clock } from '../runtime/clock.ts'
 import { chunkBytes, chunkCost, chunkKey } from './chunks.ts'
 import type { Chunk } from './messages.ts'
@@ -73,7 +74,7 @@ export class ApplyQueue {
   constructor(deps: ApplyQueueDeps, options: ApplyQueueOptions) {
     this.deps = deps
     this.options = options
-    this.batchSize = Math.max(options.batchMin, Math.min(1000, options.batchMax))
+    this.batchSize = Math.max(options.batchMin, Math.min(APPLY_BATCH_START, options.batchMax))
   }
 
   /** True when a chunk with this key is waiting. */
@@ -202,7 +203,10 @@ export class ApplyQueue {
     this.counters.applyMs += took
     if (took > this.options.targetMs) {
       this.batchSize = Math.max(this.options.batchMin, this.batchSize >> 1)
-    } else if (took < this.options.targetMs / 4 && cost >= this.batchSize) {
+    } else if (
+      took < this.options.targetMs / APPLY_GROW_BELOW_TARGET_DIVISOR &&
+      cost >= this.batchSize
+    ) {
       this.batchSize = Math.min(this.options.batchMax, this.batchSize * 2)
     }
     this.wake()

@@ -2,18 +2,12 @@
  * Between the replica's changesets and the wire's chunks: cutting a version into chunks of
  * bounded size, and turning a received chunk back into a changeset for `Replica.apply`.
  */
+import { CHANGE_OVERHEAD_BYTES, CHUNK_OVERHEAD_BYTES } from '../config/defaults.ts'
 import type { Change, Changeset, FullChangeset } from '../crdt/changes.ts'
 import { siteIdHex } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import type { Chunk } from './messages.ts'
 import { ChunkSizer } from './wire.ts'
-
-/**
- * Bytes a change is counted for in queues and sync budgets, beyond its pk and value. More than
- * it takes on the wire (6-20 bytes): this is about what a decoded change costs in memory, which
- * is what the queue caps protect.
- */
-const CHANGE_OVERHEAD_BYTES = 40
 
 /** An upper bound of the encoded size of a value. */
 function valueBytes(value: SqlValue): number {
@@ -30,8 +24,8 @@ export function changeBytes(c: Change): number {
 
 /** What a chunk is counted for in queue and budget accounting. */
 export function chunkBytes(chunk: Chunk): number {
-  if (chunk.kind === 'empty') return 64
-  let n = 64
+  if (chunk.kind === 'empty') return CHUNK_OVERHEAD_BYTES
+  let n = CHUNK_OVERHEAD_BYTES
   for (const c of chunk.changes) n += changeBytes(c)
   return n
 }

@@ -45,6 +45,84 @@ export const READER_BATCHES_IN_FLIGHT_MAX = 4
 /** On SIGTERM/SIGINT: how long in-flight requests may take before the agent exits anyway. */
 export const SHUTDOWN_GRACE_MS = 10_000
 
+// ------------------------------------------------------------------------------------ store
+
+/** Page cache of the writer connection: big enough for the hot part of a million-row table. */
+export const WRITER_CACHE_SIZE_KIB = 64 * 1024
+/** How long a connection waits for a lock held by another connection before SQLITE_BUSY. */
+export const BUSY_TIMEOUT_MS = 5_000
+
+// ------------------------------------------------------------------------------------ crdt
+
+/** Changesets per in-process pull, so a replica far behind catches up in bounded steps. */
+export const PULL_CHANGESETS_MAX = 10_000
+/** Prepared statements kept for user SQL; beyond it the least recently used is dropped. */
+export const STATEMENT_CACHE_MAX = 256
+/** Statement-guard verdicts cached per SQL text, per schema version; when full, all are dropped. */
+export const GUARD_CACHE_MAX = 1024
+/**
+ * Merge statements kept per table, keyed by which columns a merged row writes; when full, all
+ * are dropped (and prepared again as needed).
+ */
+export const WRITE_CACHE_MAX = 128
+
+// ------------------------------------------------------------------------------------ schema
+
+/** A statement quoted in a schema error is cut to this many characters. */
+export const SCHEMA_ERROR_QUOTE_CHARS_MAX = 60
+
+// ------------------------------------------------------------------------------------ broadcast
+
+/**
+ * Bytes a change is counted for in queues and sync budgets, beyond its pk and value. More than
+ * it takes on the wire (6-20 bytes): this is about what a decoded change costs in memory, which
+ * is what the queue caps protect.
+ */
+export const CHANGE_OVERHEAD_BYTES = 40
+/** Bytes a chunk is counted for in queues and sync budgets beyond its changes (all of an empty one). */
+export const CHUNK_OVERHEAD_BYTES = 64
+
+// ------------------------------------------------------------------------------------ sync
+
+/**
+ * At start and when something is known to be missing, the next sync round runs after the
+ * (jittered) interval divided by this, instead of a whole interval.
+ */
+export const SYNC_SOON_DIVISOR = 4
+/**
+ * A session plans to fetch at most needs-per-request × rounds × this versions; what is missing
+ * beyond it is left to the next session.
+ */
+export const SYNC_VERSIONS_PER_NEED = 16
+/**
+ * Ranges of up to this many versions are claimed by the session that asks for them (one set
+ * entry per version), so that two sessions do not ask for them both; larger ranges are not
+ * claimed, and may be asked for twice.
+ */
+export const SYNC_CLAIM_RANGE_VERSIONS_MAX = 10_000
+/** Wait before asking again a peer that answered nothing (it is at its byte-rate cap). */
+export const SYNC_EMPTY_REPLY_WAIT_MS = 100
+/** How many such waits one session makes before it gives up until the next round. */
+export const SYNC_EMPTY_REPLY_WAITS_MAX = 100
+
+// ------------------------------------------------------------------------------------ metrics
+
+/** Replication stats read this recently are reused: the collectors of one scrape run within it. */
+export const METRICS_STATS_REUSE_MS = 100
+
+// ------------------------------------------------------------------------------------ admin
+
+/** Bytes of one admin request; a longer line closes the connection. */
+export const ADMIN_REQUEST_BYTES_MAX = 64 * 1024
+/**
+ * A connect to an existing socket file that has neither succeeded nor failed by then counts as
+ * "cannot tell": the start is refused and the file left alone. (On Linux a Unix-socket connect
+ * answers at once, so this only bounds a pathological case.)
+ */
+export const ADMIN_PROBE_TIMEOUT_MS = 2000
+/** An admin request (`patina reload`...) unanswered after this fails with "no answer". */
+export const ADMIN_REQUEST_TIMEOUT_MS = 30_000
+
 /** `[subscriptions] max_subscriptions`: live subscriptions; beyond it a new one is a 503. */
 export const SUBS_MAX = 1000
 /**
@@ -109,6 +187,8 @@ export const SUBS_TOMBSTONES_MAX = 1000
 
 // ------------------------------------------------------------------------------------ config
 
+/** Highest TCP/UDP port: an address with a higher one is not a "host:port" (config error). */
+export const PORT_MAX = 65_535
 /** Highest `reader_threads` accepted in `[db]` and `[subscriptions]`; more is a config error. */
 export const READER_THREADS_MAX = 64
 /** Highest `[gossip] cluster_id`: it is a u16 on the wire; more is a config error. */

@@ -31,6 +31,7 @@ import {
   DEFAULT_CLUSTER_ID,
   DEFAULT_GOSSIP_ADDR,
   DEFAULT_REPLICATION,
+  PORT_MAX,
   READER_THREADS_MAX,
   SUBS_BATCH_MS,
   SUBS_EVAL_TIMEOUT_MS,
@@ -105,7 +106,7 @@ export function parseHostPort(addr: string): { host: string; port: number } | nu
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(addr)
   if (m === null) return null
   const port = Number(m[3])
-  if (port > 65_535) return null
+  if (port > PORT_MAX) return null
   return { host: m[1] ?? m[2] ?? '', port }
 }
 

@@ -3,11 +3,9 @@
  * holds and `to` lacks, as changesets ready for `to.apply()`. The networked sync builds on the
  * same two calls (`originStates`/`holds` to find needs, `changesFor` to serve them).
  */
+import { PULL_CHANGESETS_MAX } from '../config/defaults.ts'
 import type { FullChangeset } from './changes.ts'
 import type { Replica } from './replica.ts'
-
-/** Changesets per pull, so a replica far behind catches up in bounded steps. */
-export const PULL_CHANGESETS_MAX = 10_000
 
 export function missingChangesets(
   from: Replica,

@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import type Database from 'better-sqlite3'
-import { BUFFER_CELLS_MAX } from '../config/defaults.ts'
+import { BUFFER_CELLS_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
 import { diffSchema } from '../schema/diff-schema.ts'
 import { isEmptyPlan, type SchemaPlan } from '../schema/model.ts'
 import { parseSchema } from '../schema/parse-schema.ts'
@@ -146,8 +146,6 @@ export interface ChangesetOutcome {
 export const SITE_ID_BYTES = 16
 /** Default cap on cells buffered for incomplete or held versions (config/defaults.ts). */
 export { BUFFER_CELLS_MAX }
-/** Prepared statements kept for user SQL before the least recently used is dropped. */
-export const STATEMENT_CACHE_MAX = 256
 
 type Mode = 'idle' | 'capture' | 'merge'
 

@@ -10,6 +10,7 @@
  * - ATTACH and DETACH, VACUUM, and PRAGMAs other than a list of read-only ones.
  */
 import type Database from 'better-sqlite3'
+import { GUARD_CACHE_MAX } from '../config/defaults.ts'
 import { identifierName, isKeyword, isPunct, tokenize } from '../schema/sql-tokens.ts'
 import { isInternalName } from './names.ts'
 
@@ -111,9 +112,6 @@ function judgePragma(sql: string): GuardVerdict | null {
   if (isPunct(after, '(') && PRAGMAS_WITH_ARGUMENT.has(lower)) return { ok: true }
   return refusedPragma(lower)
 }
-
-/** Verdicts cached per SQL text, per schema version. */
-export const GUARD_CACHE_MAX = 1024
 
 export class StatementGuard {
   private readonly db: Database.Database

@@ -3,6 +3,7 @@
  * clocks and values, write merged cells and clocks, and list the cells of one version.
  */
 import type Database from 'better-sqlite3'
+import { WRITE_CACHE_MAX } from '../config/defaults.ts'
 import type { Change } from './changes.ts'
 import type { CrrTable } from './crr-table.ts'
 import { ReplicaError } from './errors.ts'
@@ -25,9 +26,6 @@ type Num = number | null
 function cellNames(col: string): string[] {
   return [cellVersionCol(col), cellSiteCol(col), cellDbvCol(col), cellSeqCol(col)].map(q)
 }
-
-/** Statements keyed by which columns a merged row writes. */
-const WRITE_CACHE_MAX = 128
 
 export class TableStatements {
   readonly table: CrrTable

@@ -4,8 +4,8 @@
  * Every queue has its size next to its cap.
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
+import { METRICS_STATS_REUSE_MS, type ReplicationOptions } from '../config/defaults.ts'
 import type { PeerLinksStats } from '../replication/peer-links.ts'
-import type { ReplicationOptions } from '../replication/options.ts'
 import type { Replicator } from '../replication/replicator.ts'
 
 function gauge(registry: Registry, name: string, help: string, read: () => number): void {
@@ -60,9 +60,6 @@ function counter(
   })
 }
 
-/** Stats read this recently are reused: collectors of one scrape run within this. */
-const STATS_REUSE_MS = 100
-
 export function registerReplicationMetrics(
   registry: Registry,
   replicator: Replicator,
@@ -73,7 +70,7 @@ export function registerReplicationMetrics(
   let cached: { at: number; stats: ReturnType<Replicator['stats']> } | null = null
   const s = (): ReturnType<Replicator['stats']> => {
     const now = performance.now()
-    if (cached === null || now - cached.at > STATS_REUSE_MS) {
+    if (cached === null || now - cached.at > METRICS_STATS_REUSE_MS) {
       cached = { at: now, stats: replicator.stats() }
     }
     return cached.stats

@@ -4,6 +4,7 @@
  * from the subscription manager at scrape time.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { SUBS_RECENT_BYTES } from '../config/defaults.ts'
 
 /** Sizes the manager reports at scrape time. */
 export interface SubsGauges {
@@ -156,7 +157,7 @@ export function createSubsMetrics(registry: Registry, caps: SubsCaps): SubsMetri
   )
   gauge(
     'patina_subs_recent_changes_bytes',
-    'Bytes of recent change events kept in memory for listeners near the head (at most 256 KiB per subscription)',
+    `Bytes of recent change events kept in memory for listeners near the head (at most ${SUBS_RECENT_BYTES / 1024} KiB per subscription)`,
     (g, set) => {
       set({}, g.recentBytes)
     },

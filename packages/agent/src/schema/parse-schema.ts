@@ -11,6 +11,7 @@
  */
 import Database from 'better-sqlite3'
 import assert from 'node:assert/strict'
+import { SCHEMA_ERROR_QUOTE_CHARS_MAX } from '../config/defaults.ts'
 import { checkTable, describeColumns, isReservedName } from './check-table.ts'
 import type { SchemaSource } from './load-schema-files.ts'
 import type { IndexDef, SchemaModel, SourceLocation, TableDef } from './model.ts'
@@ -340,9 +341,10 @@ function syntaxError(statement: Statement, source: SourceLocation): SchemaError 
   } finally {
     probe.close()
   }
+  const quoted = statement.text.slice(0, SCHEMA_ERROR_QUOTE_CHARS_MAX)
   return new SchemaError(
     'SCHEMA_SYNTAX_ERROR',
-    `${formatLocation(source)}cannot read the statement "${statement.text.slice(0, 60)}"; write ` +
+    `${formatLocation(source)}cannot read the statement "${quoted}"; write ` +
       `CREATE TABLE name (...), CREATE INDEX name ON table (...) or DROP INDEX name`,
   )
 }

@@ -2,6 +2,7 @@
  * Opens the SQLite file with the pragmas every Patina connection uses.
  */
 import Database from 'better-sqlite3'
+import { BUSY_TIMEOUT_MS, WRITER_CACHE_SIZE_KIB } from '../config/defaults.ts'
 
 export type Synchronous = 'normal' | 'full'
 
@@ -16,11 +17,6 @@ export interface OpenDbOptions {
   /** Page cache per connection in KiB. */
   readonly cacheSizeKib?: number
 }
-
-/** Page cache of the writer connection: big enough for the hot part of a million-row table. */
-export const WRITER_CACHE_SIZE_KIB = 64 * 1024
-/** How long a connection waits for a lock held by another connection before SQLITE_BUSY. */
-export const BUSY_TIMEOUT_MS = 5_000
 
 export function openDb(path: string, options: OpenDbOptions = {}): Database.Database {
   const db = new Database(path, { readonly: options.readonly ?? false })

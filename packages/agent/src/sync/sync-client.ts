@@ -7,6 +7,13 @@
  * than the queue's cap. At most `sessionsMax` sessions run at once, and two sessions never ask
  * for the same version.
  */
+import {
+  SYNC_CLAIM_RANGE_VERSIONS_MAX,
+  SYNC_EMPTY_REPLY_WAIT_MS,
+  SYNC_EMPTY_REPLY_WAITS_MAX,
+  SYNC_SOON_DIVISOR,
+  SYNC_VERSIONS_PER_NEED,
+} from '../config/defaults.ts'
 import { siteIdHex, type Replica } from '../crdt/replica.ts'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
@@ -21,11 +28,6 @@ export interface SyncSession {
   request(bytes: Uint8Array, signal: AbortSignal): Promise<Uint8Array>
   close(): void
 }
-
-/** Wait before asking again a peer that answered nothing (it is at its byte-rate cap). */
-const EMPTY_REPLY_WAIT_MS = 100
-/** How many such waits one session makes before it gives up until the next round. */
-const EMPTY_REPLY_WAITS_MAX = 100
 
 export interface SyncClientOptions {
   readonly intervalMs: number
@@ -91,7 +93,7 @@ export class SyncClient {
 
   start(): void {
     // Soon after start: a restarted node is likely behind.
-    this.scheduleIn(this.jitter(this.options.intervalMs) / 4)
+    this.scheduleIn(this.jitter(this.options.intervalMs) / SYNC_SOON_DIVISOR)
   }
 
   stop(): void {
@@ -111,7 +113,7 @@ export class SyncClient {
     this.interval = this.options.intervalMs
     if (this.timer === null) return
     this.deps.clock.clearTimer(this.timer)
-    this.scheduleIn(this.jitter(this.options.intervalMs) / 4)
+    this.scheduleIn(this.jitter(this.options.intervalMs) / SYNC_SOON_DIVISOR)
   }
 
   stats(): SyncClientStats {
@@ -201,9 +203,9 @@ export class SyncClient {
           // The peer is at its byte-rate cap: wait a little and ask again in this session (a
           // new session only starts a sync interval later, which would pace catching up far
           // below the cap), a bounded number of times.
-          if (reply.rest.length === 0 || ++waits > EMPTY_REPLY_WAITS_MAX) break
+          if (reply.rest.length === 0 || ++waits > SYNC_EMPTY_REPLY_WAITS_MAX) break
           round--
-          await this.sleep(EMPTY_REPLY_WAIT_MS)
+          await this.sleep(SYNC_EMPTY_REPLY_WAIT_MS)
         }
       }
       // Goodbye: frees the peer's session slot at once (not awaited; a lost one expires).
@@ -277,7 +279,7 @@ export class SyncClient {
           return out
         },
       },
-      this.options.needsPerRequest * this.options.roundsMax * 16,
+      this.options.needsPerRequest * this.options.roundsMax * SYNC_VERSIONS_PER_NEED,
     )
     for (const n of needs) this.counters.versionsRequested += n.end - n.start + 1
     return needs
@@ -286,7 +288,7 @@ export class SyncClient {
   /** Marks versions as being fetched by this session (small ranges only: they are sets). */
   private claim(needs: readonly Need[], mine: Map<string, Set<number>>): void {
     for (const n of needs) {
-      if (n.end - n.start > 10_000) continue
+      if (n.end - n.start > SYNC_CLAIM_RANGE_VERSIONS_MAX) continue
       const hex = siteIdHex(n.origin)
       let all = this.claimed.get(hex)
       if (all === undefined) this.claimed.set(hex, (all = new Set()))

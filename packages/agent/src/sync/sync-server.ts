@@ -8,6 +8,7 @@
  * goodbye), when the stream it was opened on closes (`end()`), or once idle for
  * `sessionIdleMs`.
  */
+import { CHUNK_OVERHEAD_BYTES } from '../config/defaults.ts'
 import type { Replica } from '../crdt/replica.ts'
 import type { Clock } from '../runtime/clock.ts'
 import { chunkBytes, chunkVersion } from '../broadcast/chunks.ts'
@@ -164,7 +165,7 @@ export class SyncServer {
       const flushEmpty = (): void => {
         if (pendingEmpty === null) return
         chunks.push({ kind: 'empty', origin: need.origin, versions: pendingEmpty, ts: 0 })
-        bytes += 64
+        bytes += CHUNK_OVERHEAD_BYTES // what chunkBytes() counts for an empty chunk
         pendingEmpty = null
       }
       for (let v = need.end; v >= need.start; v--) {
