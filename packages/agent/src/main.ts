@@ -18,6 +18,7 @@ import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.t
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
 import { startReplication, type AgentReplication } from './replication/agent-replication.ts'
+import { systemClock } from './runtime/clock.ts'
 import type { SchemaPlan } from './schema/model.ts'
 import { loadSchemaFiles } from './schema/parse-schema.ts'
 import { ReaderPool } from './store/reader-pool.ts'
@@ -140,6 +141,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       runner: subsReaders,
       metrics: createSubsMetrics(metrics.registry, config.subscriptions),
       logger,
+      clock: systemClock(),
     })
     cleanups.push(() => subs.stop())
 

@@ -70,9 +70,7 @@ const TRANSIENT_SQLITE = /^SQLITE_(BUSY|LOCKED|IOERR|NOMEM|FULL|CANTOPEN|PROTOCO
 export async function evaluate(sub: Subscription, o: MatcherOptions): Promise<EvalOutcome> {
   if (sub.state === 'loading') return { kind: 'first', diffs: [await runFull(sub, o, false)] }
   if (sub.needsFull) {
-    // Keys queued from here on are changes after this run's snapshot began, or harmless.
-    sub.needsFull = false
-    sub.clearKeys()
+    sub.startFullRun()
     return { kind: 'full', diffs: [await runFull(sub, o, true)] }
   }
   const plan = sub.plan
@@ -117,7 +115,7 @@ async function run(
 ): Promise<void> {
   let stream: AsyncIterator<QueryEvent>
   try {
-    stream = o.runner.query(sql, params, sub.abort.signal)
+    stream = o.runner.query(sql, params, sub.signal)
   } catch (err) {
     throw classify(err)
   }

@@ -17,9 +17,10 @@
  * holds. A listener too far behind is cut off by the manager (its `cut` is set): it writes one
  * error event, ends, and is released at once.
  */
-import { performance } from 'node:perf_hooks'
+import type { Clock } from '../runtime/clock.ts'
 import { SubsError } from './errors.ts'
 import { columnsLine, eoqLine, errorLine } from './events.ts'
+import { SUBS_CHUNKS_PER_TURN } from './subs-defaults.ts'
 import type { Snapshot, SubsStore } from './subs-store.ts'
 import type { LoggedChange, SubListener, Subscription } from './subscription.ts'
 
@@ -57,9 +58,6 @@ export interface EncodedChunk {
   readonly lastId: number
   readonly bytes: Buffer
 }
-
-/** Chunks written by a catching-up stream per turn of the event loop (then it yields). */
-const CHUNKS_PER_TURN = 8
 
 /** Encodes `changes` (contiguous ids) as chunks of about `chunkBytes`. */
 export function encodeChanges(
@@ -178,6 +176,8 @@ export class SubscriptionWriter extends Writer implements SubListener {
     readonly limits: StreamLimits
     /** Agent-level reasons to end (shutting down); the listener's own cut is checked too. */
     readonly stop: StopCheck
+    /** Times the rows (`eoq`'s `time`) and schedules the turns of a long catch-up. */
+    readonly clock: Clock
   }
 
   constructor(o: {
@@ -186,6 +186,7 @@ export class SubscriptionWriter extends Writer implements SubListener {
     readonly start: StreamStart
     readonly limits: StreamLimits
     readonly stop: StopCheck
+    readonly clock: Clock
     readonly onEnd: () => void
     readonly destroy: () => void
     readonly bufferedBytes: () => number
@@ -219,7 +220,7 @@ export class SubscriptionWriter extends Writer implements SubListener {
   }
 
   protected started(): void {
-    this.startedMs = performance.now()
+    this.startedMs = this.o.clock.now()
     this.pump()
   }
 
@@ -264,11 +265,11 @@ export class SubscriptionWriter extends Writer implements SubListener {
         this.finish(stop)
         return
       }
-      if (n === CHUNKS_PER_TURN) {
+      if (n === SUBS_CHUNKS_PER_TURN) {
         // A long catch-up (many rows, a long backlog) yields to everything else in between.
         if (!this.scheduled) {
           this.scheduled = true
-          setImmediate(() => {
+          this.o.clock.defer(() => {
             this.scheduled = false
             this.pump()
           })
@@ -309,7 +310,7 @@ export class SubscriptionWriter extends Writer implements SubListener {
       }
       case 'eoq':
         this.phase = 'log'
-        return eoqLine((performance.now() - this.startedMs) / 1000, this.cursor)
+        return eoqLine((this.o.clock.now() - this.startedMs) / 1000, this.cursor)
       case 'log':
         return this.fromLog()
     }

@@ -2,9 +2,14 @@
  * One subscription's state: its plan, the change keys waiting to be matched, the change ids
  * it has logged, its listeners, and a small in-memory window of its latest change events so
  * that listeners at the head do not read them back from SQLite.
+ *
+ * Its state changes only through its methods: the manager's parts (scheduler, fan-out, streams,
+ * sweep) say what happened and the subscription keeps itself consistent. Times are in the
+ * manager's Clock's monotonic milliseconds (`Clock.now()`), passed in: it reads no clock.
  */
 import type { SubsError } from './errors.ts'
 import type { Plan } from './planner.ts'
+import type { DiffResult } from './subs-store.ts'
 import type { EncodedChunk } from './streams.ts'
 
 export type SubscriptionState =
@@ -48,39 +53,37 @@ export class Subscription {
   readonly id: string
   readonly sqlText: string
   readonly plan: Plan
+  /** Wall-clock creation time (Unix ms). */
   readonly createdMs: number
-  state: SubscriptionState
-  lastChange: number
-  /** Oldest change id still in the log (lastChange + 1 when none is). */
-  firstChange: number
-  rowCount = 0
-  failure: string | null = null
+  /** Settles with the first result (rejects if the subscription failed or closed first). */
+  readonly ready: Promise<void>
+  private current: SubscriptionState
+  private last: number
+  private first: number
+  private rows: number
+  private failureMessage: string | null = null
+  private settleReady: ((err: Error | null) => void) | null = null
+  /** Aborts a running evaluation when the subscription goes away. */
+  private readonly abort = new AbortController()
 
   // ---- matching work (driven by the manager's scheduler)
-  private pending = new Map<string, Map<string, Uint8Array>>()
-  pendingCount = 0
+  private readonly pending = new Map<string, Map<string, Uint8Array>>()
+  private pendingKeys = 0
   /** Re-run the whole query (restart reconciliation, overflow, full mode, a lost batch). */
-  needsFull: boolean
-  /** In the scheduler's run queue. */
-  queued = false
-  /** An evaluation is running. */
-  running = false
-  /** Do not evaluate before this (retry back-off, full-mode pacing). */
-  notBeforeMs = 0
-  lastFullMs = 0
-  /** Aborts a running evaluation when the subscription goes away. */
-  readonly abort = new AbortController()
-  readonly ready: Promise<void>
-  private settleReady: ((err: Error | null) => void) | null = null
+  private fullDue: boolean
+  /** No evaluation before this (retry back-off). */
+  private notBeforeMs = 0
+  /** When the last first or full evaluation ended (full-mode pacing). */
+  private lastFullMs = Number.NEGATIVE_INFINITY
 
   // ---- listeners
-  readonly listeners = new Set<SubListener>()
-  idleSinceMs: number | null
+  private readonly attached = new Set<SubListener>()
+  /** Since when nobody listens or waits (null: someone does). */
+  private idleSinceMs: number | null
   private readonly recent: LoggedChange[] = []
   private readonly recentMax: number
   private readonly recentBytesMax: number
-  /** Bytes of the change events kept in memory. */
-  recentBytes = 0
+  private recentBytesHeld = 0
 
   constructor(init: {
     readonly num: number
@@ -90,6 +93,8 @@ export class Subscription {
     readonly createdMs: number
     readonly lastChange: number
     readonly firstChange: number
+    /** Rows of its stored result (0 for a new one). */
+    readonly rowCount: number
     /** A new subscription needs its first result; a restored one is reconciled in full. */
     readonly restored: boolean
     readonly recentMax: number
@@ -101,12 +106,13 @@ export class Subscription {
     this.sqlText = init.sqlText
     this.plan = init.plan
     this.createdMs = init.createdMs
-    this.lastChange = init.lastChange
-    this.firstChange = init.firstChange
+    this.last = init.lastChange
+    this.first = init.firstChange
+    this.rows = init.rowCount
     this.recentMax = init.recentMax
     this.recentBytesMax = init.recentBytesMax
-    this.state = init.restored ? 'live' : 'loading'
-    this.needsFull = init.restored
+    this.current = init.restored ? 'live' : 'loading'
+    this.fullDue = init.restored
     this.idleSinceMs = init.nowMs
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (err) => {
@@ -116,29 +122,143 @@ export class Subscription {
     })
     // A rejected `ready` nobody awaits must not become an unhandled rejection.
     this.ready.catch(() => undefined)
-    if (init.restored) this.markReady(null)
+    if (init.restored) this.settle(null)
   }
 
-  markReady(err: Error | null): void {
+  get state(): SubscriptionState {
+    return this.current
+  }
+
+  get active(): boolean {
+    return this.current === 'loading' || this.current === 'live'
+  }
+
+  /** The last change id logged. */
+  get lastChange(): number {
+    return this.last
+  }
+
+  /** Oldest change id still in the log (lastChange + 1 when none is). */
+  get firstChange(): number {
+    return this.first
+  }
+
+  /** Rows of the stored result. */
+  get rowCount(): number {
+    return this.rows
+  }
+
+  /** Why it failed (state 'failed'). */
+  get failure(): string | null {
+    return this.failureMessage
+  }
+
+  /** Aborted when the subscription goes away: evaluations pass it to their reader. */
+  get signal(): AbortSignal {
+    return this.abort.signal
+  }
+
+  get needsFull(): boolean {
+    return this.fullDue
+  }
+
+  /** Changed keys waiting to be matched. */
+  get pendingCount(): number {
+    return this.pendingKeys
+  }
+
+  /** Bytes of the change events kept in memory. */
+  get recentBytes(): number {
+    return this.recentBytesHeld
+  }
+
+  get listeners(): ReadonlySet<SubListener> {
+    return this.attached
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Its first result is stored: listeners can be served. */
+  wentLive(): void {
+    if (this.current !== 'loading') return
+    this.current = 'live'
+    this.settle(null)
+  }
+
+  /** Its query failed on the current data (`error` rejects `ready`); listeners are told next. */
+  fail(message: string, error: Error): void {
+    this.failureMessage = message
+    this.end('failed', error)
+  }
+
+  /** Dropped (idle) or the agent is stopping; `reason` rejects `ready` if it was pending. */
+  close(reason: Error): void {
+    this.end('closed', reason)
+  }
+
+  private end(state: 'failed' | 'closed', reason: Error): void {
+    this.current = state
+    this.abort.abort()
+    this.clearKeys()
+    this.settle(reason)
+  }
+
+  private settle(err: Error | null): void {
     this.settleReady?.(err)
     this.settleReady = null
   }
 
-  get active(): boolean {
-    return this.state === 'loading' || this.state === 'live'
-  }
+  // ---------------------------------------------------------------- matching work
 
   hasWork(): boolean {
-    return this.active && (this.state === 'loading' || this.needsFull || this.pendingCount > 0)
+    return this.active && (this.current === 'loading' || this.fullDue || this.pendingKeys > 0)
+  }
+
+  /**
+   * When it may be evaluated next (monotonic ms): after a retry back-off, and for full-mode
+   * subscriptions `fullEvalIntervalMs` after the previous full run.
+   */
+  dueAtMs(fullEvalIntervalMs: number): number {
+    if (this.plan.mode === 'full' && this.current === 'live') {
+      return Math.max(this.notBeforeMs, this.lastFullMs + fullEvalIntervalMs)
+    }
+    return this.notBeforeMs
+  }
+
+  /** An evaluation could not run (reader busy, SQLite busy): try again at `atMs`, in full. */
+  retryAt(atMs: number): void {
+    this.notBeforeMs = atMs
+    // The keys it took are lost: a full re-run redoes their work exactly.
+    if (this.current === 'live') this.requireFull()
+  }
+
+  /** A first or full evaluation ended at `nowMs`. */
+  ranFull(nowMs: number): void {
+    this.lastFullMs = nowMs
+  }
+
+  /** Its keys are given up for one full re-evaluation (a queue overflowed, a lost batch). */
+  requireFull(): void {
+    this.clearKeys()
+    this.fullDue = true
+  }
+
+  /**
+   * A full evaluation starts: keys queued from here on are changes after its snapshot began
+   * (or harmless), so the ones held until now are dropped.
+   */
+  startFullRun(): void {
+    this.fullDue = false
+    this.clearKeys()
   }
 
   /**
    * Queues changed keys of `table`. Full-mode subscriptions only note that a re-run is due;
-   * an incremental one holding more than `max` keys gives them up for a full re-run.
+   * an incremental one holding more than `max` keys gives them up for a full re-run (true).
    */
   addKeys(table: string, keys: ReadonlyMap<string, Uint8Array>, max: number): boolean {
-    if (this.plan.mode === 'full' || this.needsFull) {
-      this.needsFull = true
+    if (this.plan.mode === 'full' || this.fullDue) {
+      this.fullDue = true
       return false
     }
     let mine = this.pending.get(table)
@@ -149,11 +269,10 @@ export class Subscription {
     for (const [id, pk] of keys) {
       if (mine.has(id)) continue
       mine.set(id, pk)
-      this.pendingCount++
+      this.pendingKeys++
     }
-    if (this.pendingCount > max) {
-      this.clearKeys()
-      this.needsFull = true
+    if (this.pendingKeys > max) {
+      this.requireFull()
       return true
     }
     return false
@@ -175,23 +294,24 @@ export class Subscription {
       if (keys.size === 0) this.pending.delete(table)
       if (n >= max) break
     }
-    this.pendingCount -= n
+    this.pendingKeys -= n
     return taken
   }
 
-  clearKeys(): void {
+  private clearKeys(): void {
     this.pending.clear()
-    this.pendingCount = 0
+    this.pendingKeys = 0
   }
 
-  /** Records newly logged changes (the manager hands them to the listeners). */
-  published(changes: readonly LoggedChange[], lastChange: number, firstChange: number): void {
-    for (const c of changes) {
+  /** Records an evaluation's result: its row count and newly logged changes (fan-out follows). */
+  recordDiff(diff: DiffResult): void {
+    this.rows += diff.rowsDelta
+    for (const c of diff.changes) {
       this.recent.push(c)
-      this.recentBytes += c.line.length
+      this.recentBytesHeld += c.line.length
     }
     let drop = 0
-    let bytes = this.recentBytes
+    let bytes = this.recentBytesHeld
     while (
       drop < this.recent.length &&
       (this.recent.length - drop > this.recentMax || bytes > this.recentBytesMax)
@@ -201,22 +321,55 @@ export class Subscription {
     }
     if (drop > 0) {
       this.recent.splice(0, drop)
-      this.recentBytes = bytes
+      this.recentBytesHeld = bytes
     }
-    this.lastChange = lastChange
-    this.firstChange = Math.max(this.firstChange, firstChange)
-  }
-
-  /** Lets every listener see that it must end (failed, closed, stopping). */
-  checkAll(): void {
-    for (const l of this.listeners) l.check()
+    this.last = diff.lastChange
+    this.first = Math.max(this.first, diff.firstChange)
   }
 
   /** Changes after `after` from the in-memory window, or null when it does not reach back. */
   recentAfter(after: number, limit: number): LoggedChange[] | null {
     const first = this.recent[0]
-    if (first === undefined || first.id > after + 1) return after >= this.lastChange ? [] : null
+    if (first === undefined || first.id > after + 1) return after >= this.last ? [] : null
     const start = after + 1 - first.id
     return this.recent.slice(start, start + limit)
+  }
+
+  // ---------------------------------------------------------------- listeners
+
+  /** A stream waits for the first result: the subscription is not idle meanwhile. */
+  holdForListener(): void {
+    this.idleSinceMs = null
+  }
+
+  /** The wait is over (served or given up); with no listener, idle from `nowMs`. */
+  releaseHold(nowMs: number): void {
+    if (this.attached.size === 0) this.idleSinceMs = nowMs
+  }
+
+  addListener(l: SubListener): void {
+    this.attached.add(l)
+    this.idleSinceMs = null
+  }
+
+  /** A stream ended; the last one leaves the subscription idle from `nowMs`. */
+  removeListener(l: SubListener, nowMs: number): void {
+    this.attached.delete(l)
+    if (this.attached.size === 0) this.idleSinceMs = nowMs
+  }
+
+  /** Live, with nobody listening or waiting for at least `timeoutMs` at `nowMs`. */
+  idleFor(nowMs: number, timeoutMs: number): boolean {
+    return (
+      this.current === 'live' &&
+      this.attached.size === 0 &&
+      this.idleSinceMs !== null &&
+      nowMs - this.idleSinceMs >= timeoutMs
+    )
+  }
+
+  /** Lets every listener see that it must end (failed, closed, stopping). */
+  checkAll(): void {
+    for (const l of this.attached) l.check()
   }
 }

@@ -21,6 +21,7 @@ import { Replica } from '../../src/crdt/replica.ts'
 import type { SqlValue } from '../../src/crdt/values.ts'
 import { createAgentMetrics, type AgentMetrics } from '../../src/metrics/agent-metrics.ts'
 import { createSubsMetrics } from '../../src/metrics/subs-metrics.ts'
+import { systemClock, type Clock } from '../../src/runtime/clock.ts'
 import { ReaderPool } from '../../src/store/reader-pool.ts'
 import { Subscriptions } from '../../src/subs/subscriptions.ts'
 
@@ -51,6 +52,8 @@ export interface HarnessOptions {
   readonly subs?: Readonly<Record<string, number | boolean>>
   /** Keys per restricted evaluation (default SUBS_EVAL_KEYS_MAX): small values split work. */
   readonly evalKeysMax?: number
+  /** The subscriptions' clock (default `systemClock()`; a `virtualClock` to drive time). */
+  readonly clock?: Clock
 }
 
 export async function openSubsApi(options: HarnessOptions = {}): Promise<SubsHarness> {
@@ -99,6 +102,7 @@ export async function openSubsApi(options: HarnessOptions = {}): Promise<SubsHar
       runner: subsReaders,
       metrics: createSubsMetrics(metrics.registry, config.subscriptions),
       logger,
+      clock: options.clock ?? systemClock(),
       ...(options.evalKeysMax === undefined ? {} : { evalKeysMax: options.evalKeysMax }),
     })
     undo.push(() => subs.stop())
