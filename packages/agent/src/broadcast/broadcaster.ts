@@ -15,6 +15,7 @@
  * node's byte-rate bucket. When the bucket runs dry, fanout and transmissions halve until a
  * pass completes within the rate: overload becomes lag, not a flood.
  */
+import { BROADCAST_RETRANSMIT_MULT, BROADCAST_TRANSMISSIONS_MIN } from '../config/defaults.ts'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
 import type { TokenBucket } from './token-bucket.ts'
@@ -67,7 +68,10 @@ interface Item {
 
 /** Transmissions of an item in a cluster of `n` peers: ⌊4·log10(n + 1)⌋, at least 2. */
 export function transmissionsFor(n: number): number {
-  return Math.max(2, Math.floor(4 * Math.log10(n + 1)))
+  return Math.max(
+    BROADCAST_TRANSMISSIONS_MIN,
+    Math.floor(BROADCAST_RETRANSMIT_MULT * Math.log10(n + 1)),
+  )
 }
 
 export class Broadcaster {

@@ -222,6 +222,13 @@ export const BROADCAST_DIRECT_MAX = 16
 export const BROADCAST_FANOUT = 3
 /** `[perf] broadcast_transmissions`: sends of a change by its origin; 0 = from the peer count. */
 export const BROADCAST_TRANSMISSIONS = 0
+/**
+ * With `broadcast_transmissions = 0`, an item is sent ⌊this × log10(n + 1)⌋ times for n peers
+ * (like SWIM's retransmit mult), and then dropped from the queue...
+ */
+export const BROADCAST_RETRANSMIT_MULT = 4
+/** ... but at least this many times. */
+export const BROADCAST_TRANSMISSIONS_MIN = 2
 /** Delay before the k-th retransmission of a broadcast item: k × this. */
 export const BROADCAST_RETRANSMIT_INTERVAL_MS = 100
 /**
