@@ -30,8 +30,12 @@ const LONG_DIGITS = /\d{16}/
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y
 const WHITESPACE = /[ \t\n\r]*/y
 
+/** Arrays and objects nested deeper than this are refused (the parser recurses per level). */
+export const JSON_DEPTH_MAX = 1000
+
 class Parser {
   pos = 0
+  depth = 0
   readonly text: string
   readonly bigints: boolean
 
@@ -109,29 +113,40 @@ class Parser {
     return escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1)
   }
 
+  nest(): void {
+    if (++this.depth > JSON_DEPTH_MAX) this.fail(`nested deeper than ${JSON_DEPTH_MAX} levels`)
+  }
+
   array(): JsonValue[] {
     this.pos++
+    this.nest()
     const out: JsonValue[] = []
     this.skip()
     if (this.text[this.pos] === ']') {
       this.pos++
+      this.depth--
       return out
     }
     for (;;) {
       out.push(this.value())
       this.skip()
       const c = this.text[this.pos++]
-      if (c === ']') return out
+      if (c === ']') {
+        this.depth--
+        return out
+      }
       if (c !== ',') this.fail('expected , or ]')
     }
   }
 
   object(): JsonObject {
     this.pos++
+    this.nest()
     const out: JsonObject = {}
     this.skip()
     if (this.text[this.pos] === '}') {
       this.pos++
+      this.depth--
       return out
     }
     for (;;) {
@@ -150,7 +165,10 @@ class Parser {
       })
       this.skip()
       const c = this.text[this.pos++]
-      if (c === '}') return out
+      if (c === '}') {
+        this.depth--
+        return out
+      }
       if (c !== ',') this.fail('expected , or }')
     }
   }

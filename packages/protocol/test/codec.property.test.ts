@@ -15,6 +15,7 @@ import {
   decodeValue,
   encodeEvent,
   encodeValue,
+  JSON_DEPTH_MAX,
   LineSplitter,
   parseJson,
   writeJson,
@@ -233,6 +234,19 @@ describe('protocol - lossless codec', () => {
         assert.equal(splitter.end(), '')
         assert.deepEqual(got, ls)
       }),
+    )
+  })
+})
+
+describe('protocol - parser limits', () => {
+  it('protocol - nesting up to JSON_DEPTH_MAX parses, deeper is a SyntaxError', () => {
+    const nested = (n: number): string => `${'['.repeat(n)}${']'.repeat(n)}`
+    assert.equal(writeJson(parseJson(nested(JSON_DEPTH_MAX), 'bigint')).length, 2 * JSON_DEPTH_MAX)
+    assert.throws(() => parseJson(nested(JSON_DEPTH_MAX + 1), 'bigint'), /nested deeper/)
+    assert.throws(
+      () =>
+        parseJson(`[${'{"a":'.repeat(JSON_DEPTH_MAX)}1${'}'.repeat(JSON_DEPTH_MAX)}]`, 'bigint'),
+      /nested deeper/,
     )
   })
 })

@@ -1,12 +1,29 @@
 /**
  * The HTTP API: Corrosion's v1 routes (transactions, queries, health, table_stats) and
- * Prometheus metrics, on fastify. Every error answers with a JSON body `{"error": "..."}` that
- * names the problem; a failed transaction also carries `results` and `version: null` so that
- * Corrosion clients find it where they look.
+ * Prometheus metrics, on fastify. Every error answers with a JSON body
+ * `{"error": "...", "code": "..."}`: a message that names the problem and a stable code
+ * (@patina/protocol's table, which also gives the status; errors.ts maps the agent's errors to
+ * codes). A failed transaction also carries `results` and `version: null` so that Corrosion
+ * clients find it where they look.
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
+import {
+  ALLOW_HEADER,
+  columnsLine,
+  encodeErrorBody,
+  encodeTransactionError,
+  eoqLine,
+  errorLine,
+  JSON_TYPE,
+  NDJSON_TYPE,
+  RETRY_AFTER_HEADER,
+  rowLine,
+  statusOf,
+  WWW_AUTHENTICATE_HEADER,
+  type ErrorCode,
+} from '@patina/protocol'
 import Fastify, { type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from '../config/load-config.ts'
@@ -18,8 +35,9 @@ import type { MemberInfo } from '../membership/member.ts'
 import type { AgentMetrics } from '../metrics/agent-metrics.ts'
 import { registerSubsRoutes } from '../subs/routes.ts'
 import type { Subscriptions } from '../subs/subscriptions.ts'
-import { encodeRow, JsonBodyError, parseJson, stringify, type JsonValue } from './json.ts'
-import { StatementShapeError, toStatement, toStatements } from './statements.ts'
+import { ApiError, codeOf, messageOf } from './errors.ts'
+import { encodeRow, parseJson, stringify, type JsonValue } from './json.ts'
+import { toStatement, toStatements } from './statements.ts'
 
 export type QueryEvent =
   | { readonly kind: 'columns'; readonly columns: readonly string[] }
@@ -60,28 +78,19 @@ const ROUTES: Record<string, string[]> = {
   '/metrics': ['GET'],
 }
 
-class HttpError extends Error {
-  override readonly name = 'HttpError'
-  readonly statusCode: number
-  constructor(statusCode: number, message: string) {
-    super(message)
-    this.statusCode = statusCode
-  }
+/** A 503 that asks the caller to come back later (not UNHEALTHY: health is polled anyway). */
+function retryLater(code: ErrorCode): boolean {
+  return code === 'OVERLOADED' || code === 'AGENT_CLOSING'
 }
 
-/** SQLite result codes that mean the agent, not the caller, is at fault. */
-function isAgentFault(err: unknown): boolean {
-  // The reader pool carries SQLite's own code in `sqliteCode`; the writer's SqliteError in `code`.
-  const e = err as { code?: unknown; sqliteCode?: unknown }
-  const code = typeof e.sqliteCode === 'string' ? e.sqliteCode : e.code
-  return (
-    typeof code === 'string' &&
-    /^SQLITE_(IOERR|FULL|CORRUPT|NOMEM|READONLY|CANTOPEN|BUSY|LOCKED|NOTADB|PERM)/.test(code)
-  )
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
+/** Answers with `code`'s status and `{"error": message, "code": code}`. */
+async function sendError(
+  reply: FastifyReply,
+  code: ErrorCode,
+  message: string,
+): Promise<FastifyReply> {
+  if (retryLater(code)) reply.header(RETRY_AFTER_HEADER, String(API_RETRY_AFTER_S))
+  return reply.code(statusOf(code)).type(JSON_TYPE).send(encodeErrorBody(code, message))
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {
@@ -98,7 +107,10 @@ function threshold(query: Record<string, unknown>, key: string): number | undefi
   if (raw === undefined) return undefined
   const n = Number(raw)
   if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || n < 0) {
-    throw new HttpError(400, `query parameter "${key}" must be a non-negative number`)
+    throw new ApiError(
+      'INVALID_PARAMETER',
+      `query parameter "${key}" must be a non-negative number`,
+    )
   }
   return n
 }
@@ -138,7 +150,7 @@ export function buildApi(deps: ApiDeps) {
   let inflight = 0
 
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+  app.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (_req, body, done) => {
     try {
       done(null, parseJson(body as string))
     } catch (err) {
@@ -150,21 +162,22 @@ export function buildApi(deps: ApiDeps) {
     const token = config.api.bearerToken
     if (token !== null && !bearerMatches(req.headers.authorization, token)) {
       metrics.rejected.inc({ reason: 'unauthorized' })
-      await reply
-        .code(401)
-        .header('www-authenticate', 'Bearer')
-        .send({ error: 'missing or wrong bearer token (Authorization: Bearer <token>)' })
+      reply.header(WWW_AUTHENTICATE_HEADER, 'Bearer')
+      await sendError(
+        reply,
+        'UNAUTHORIZED',
+        'missing or wrong bearer token (Authorization: Bearer <token>)',
+      )
       return reply
     }
     if (req.method === 'POST' && req.url.split('?')[0] === '/v1/transactions') {
       if (inflight >= config.api.maxInflightTransactions) {
         metrics.rejected.inc({ reason: 'inflight_transactions' })
-        await reply
-          .code(503)
-          .header('retry-after', String(API_RETRY_AFTER_S))
-          .send({
-            error: `too many transactions in flight (${inflight}, [api] max_inflight_transactions); retry later`,
-          })
+        await sendError(
+          reply,
+          'OVERLOADED',
+          `too many transactions in flight (${inflight}, [api] max_inflight_transactions); retry later`,
+        )
         return reply
       }
       inflight++
@@ -184,42 +197,40 @@ export function buildApi(deps: ApiDeps) {
   })
 
   app.setErrorHandler(async (err: unknown, req, reply) => {
-    const e = err as { statusCode?: number; code?: string; message?: string }
-    let status = typeof e.statusCode === 'number' ? e.statusCode : 500
-    let message = errorMessage(err)
-    if (err instanceof JsonBodyError || err instanceof StatementShapeError) status = 400
-    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const fastifyCode = (err as { code?: unknown }).code
+    const code = codeOf(err)
+    let message = messageOf(err)
+    if (fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       message = `unsupported content type "${req.headers['content-type'] ?? '(none)'}": send a JSON body with content-type application/json`
-    } else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    } else if (fastifyCode === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       message = `request body too large: the limit is ${config.api.maxBodyBytes} bytes ([api] max_body_bytes)`
-    } else if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    } else if (fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       message = 'the request body is empty: expected JSON'
     }
-    if (status >= 500) req.log.error({ err }, 'request failed')
-    await reply
-      .code(status)
-      .type('application/json')
-      .send(stringify({ error: message }))
+    if (code === 'AGENT_ERROR') req.log.error({ err }, 'request failed')
+    await sendError(reply, code, message)
   })
 
   app.setNotFoundHandler(async (req, reply) => {
     const path = req.url.split('?')[0] ?? ''
     const methods = ROUTES[path]
     if (methods !== undefined) {
-      await reply
-        .code(405)
-        .header('allow', methods.join(', '))
-        .send({ error: `method ${req.method} not allowed on ${path}; use ${methods.join(', ')}` })
+      reply.header(ALLOW_HEADER, methods.join(', '))
+      await sendError(
+        reply,
+        'METHOD_NOT_ALLOWED',
+        `method ${req.method} not allowed on ${path}; use ${methods.join(', ')}`,
+      )
       return
     }
-    await reply.code(404).send({ error: `no such route: ${req.method} ${path}` })
+    await sendError(reply, 'ROUTE_NOT_FOUND', `no such route: ${req.method} ${path}`)
   })
 
-  const failTransaction = async (reply: FastifyReply, status: number, message: string) =>
-    reply
-      .code(status)
-      .type('application/json')
-      .send(stringify({ error: message, results: [{ error: message }], version: null }))
+  /** A failed transaction, in Corrosion's shape plus `code`. */
+  const failTransaction = async (reply: FastifyReply, code: ErrorCode, message: string) => {
+    if (retryLater(code)) reply.header(RETRY_AFTER_HEADER, String(API_RETRY_AFTER_S))
+    return reply.code(statusOf(code)).type(JSON_TYPE).send(encodeTransactionError(code, message))
+  }
 
   app.post('/v1/transactions', async (req, reply) => {
     const started = performance.now()
@@ -228,21 +239,21 @@ export function buildApi(deps: ApiDeps) {
       statements = toStatements(req.body as JsonValue, config.api.maxStatements)
     } catch (err) {
       metrics.transactions.inc({ outcome: 'failed' })
-      return failTransaction(reply, 400, errorMessage(err))
+      return failTransaction(reply, codeOf(err), messageOf(err))
     }
     let result
     try {
       result = replica.transaction(statements)
     } catch (err) {
       metrics.transactions.inc({ outcome: 'failed' })
-      if (isAgentFault(err)) {
-        req.log.error({ err }, 'transaction failed')
-        return failTransaction(reply, 500, errorMessage(err))
-      }
-      return failTransaction(reply, 400, errorMessage(err))
+      // Only the statements can raise an error of no known class here (better-sqlite3's
+      // RangeError and TypeError for bad parameters): the caller's.
+      const code = codeOf(err, 'SQL_ERROR')
+      if (code === 'AGENT_ERROR') req.log.error({ err }, 'transaction failed')
+      return failTransaction(reply, code, messageOf(err))
     }
     metrics.transactions.inc({ outcome: result.version === null ? 'noop' : 'committed' })
-    return reply.type('application/json').send(
+    return reply.type(JSON_TYPE).send(
       stringify({
         results: result.results.map((r) => ({ rows_affected: r.rowsAffected, time: r.timeS })),
         time: (performance.now() - started) / 1000,
@@ -261,18 +272,12 @@ export function buildApi(deps: ApiDeps) {
       events = readers.query(statement.sql, statement.params, abort.signal)
       first = await events.next()
     } catch (err) {
-      const code = (err as { code?: string }).code
-      if (code === 'OVERLOADED' || code === 'CLOSED') {
+      const code = codeOf(err, 'SQL_ERROR')
+      if (code === 'OVERLOADED' || code === 'AGENT_CLOSING') {
         metrics.rejected.inc({ reason: 'queries' })
-        return reply
-          .code(503)
-          .header('retry-after', String(API_RETRY_AFTER_S))
-          .send({ error: errorMessage(err) })
       }
-      if (code === 'TIMEOUT') {
-        return reply.code(408).send({ error: errorMessage(err) })
-      }
-      return reply.code(isAgentFault(err) ? 500 : 400).send({ error: errorMessage(err) })
+      if (code === 'AGENT_ERROR') req.log.error({ err }, 'query failed')
+      return sendError(reply, code, messageOf(err))
     }
     reply.raw.once('close', () => {
       abort.abort()
@@ -284,26 +289,26 @@ export function buildApi(deps: ApiDeps) {
         while (event.done !== true) {
           const e = event.value
           if (e.kind === 'columns') {
-            yield `${JSON.stringify({ columns: e.columns })}\n`
+            yield columnsLine(e.columns)
           } else if (e.kind === 'rows') {
             let chunk = ''
             for (const row of e.rows) {
               rowid++
-              chunk += `{"row":[${rowid},${encodeRow(row)}]}\n`
+              chunk += rowLine(rowid, encodeRow(row))
             }
             yield chunk
           } else {
-            yield `{"eoq":{"time":${e.timeS}}}\n`
+            yield eoqLine(e.timeS, null)
           }
           event = await events.next()
         }
       } catch (err) {
-        yield `${JSON.stringify({ error: errorMessage(err) })}\n`
+        yield errorLine(messageOf(err), codeOf(err, 'SQL_ERROR'))
       } finally {
         await events.return?.()
       }
     }
-    return reply.type('application/x-ndjson').send(Readable.from(lines()))
+    return reply.type(NDJSON_TYPE).send(Readable.from(lines()))
   })
 
   app.get('/v1/health', async (req, reply) => {
@@ -328,7 +333,10 @@ export function buildApi(deps: ApiDeps) {
       failed.push(`queue_size ${h.queueSize} > ${limits.maxQueue}`)
     }
     if (failed.length > 0) {
-      return reply.code(503).send({ error: `unhealthy: ${failed.join(', ')}`, response })
+      return reply
+        .code(statusOf('UNHEALTHY'))
+        .type(JSON_TYPE)
+        .send(stringify({ error: `unhealthy: ${failed.join(', ')}`, code: 'UNHEALTHY', response }))
     }
     return reply.send({ response })
   })
@@ -360,7 +368,7 @@ export function buildApi(deps: ApiDeps) {
     const tables =
       typeof body === 'object' && body !== null && !Array.isArray(body) ? body.tables : undefined
     if (!Array.isArray(tables) || !tables.every((t) => typeof t === 'string')) {
-      throw new HttpError(400, 'expected {"tables": ["name", ...]}')
+      throw new ApiError('INVALID_BODY', 'expected {"tables": ["name", ...]}')
     }
     let total = 0n
     const invalid: string[] = []
@@ -370,20 +378,13 @@ export function buildApi(deps: ApiDeps) {
         invalid.push(name)
         continue
       }
-      try {
-        for await (const e of readers.query(`SELECT count(*) FROM ${q(table.name)}`)) {
-          if (e.kind === 'rows') total += e.rows[0]?.[0] as bigint
-        }
-      } catch (err) {
-        const code = (err as { code?: string }).code
-        if (code === 'OVERLOADED' || code === 'CLOSED') {
-          throw new HttpError(503, errorMessage(err))
-        }
-        throw err
+      // A refusal of the reader pool (OVERLOADED, AGENT_CLOSING) is answered by the error handler.
+      for await (const e of readers.query(`SELECT count(*) FROM ${q(table.name)}`)) {
+        if (e.kind === 'rows') total += e.rows[0]?.[0] as bigint
       }
     }
     return reply
-      .type('application/json')
+      .type(JSON_TYPE)
       .send(stringify({ total_row_count: total, invalid_tables: invalid }))
   })
 

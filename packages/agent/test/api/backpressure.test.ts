@@ -118,8 +118,9 @@ describe('api - backpressure', () => {
       assert.equal(r.status, 503, r.body)
       assert.equal(r.headers['retry-after'], '1')
       assert.match(String(r.headers['content-type']), /^application\/json/)
-      const body = JSON.parse(r.body) as { error: unknown }
+      const body = JSON.parse(r.body) as { error: unknown; code: unknown }
       assert.match(String(body.error), /too many transactions in flight.*max_inflight_transactions/)
+      assert.equal(body.code, 'OVERLOADED')
     }
     // Reads and health are not behind the transaction cap.
     const query = await post('/v1/queries', 'SELECT count(*) FROM t')

@@ -15,6 +15,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
 import type { HTTPMethods, InjectOptions } from 'fastify'
+import { statusOf, type ErrorCode } from '@patina/protocol'
 import { inject, openApi, state, tx, type ApiHarness } from './harness.ts'
 
 interface Case {
@@ -27,6 +28,8 @@ interface Case {
   readonly contentType?: string | null
   readonly headers?: Record<string, string>
   readonly status: number
+  /** The body's `code` (@patina/protocol's table, whose status must be `status`). */
+  readonly code: ErrorCode
   /** What the error message must say. */
   readonly error: RegExp
   /** A failed transaction: the body is `{error, results: [{error}], version: null}`. */
@@ -39,31 +42,56 @@ const QUERY = '/v1/queries'
 /** A statement list for /v1/transactions, as JSON text. */
 const txBody = (...statements: unknown[]): string => JSON.stringify(statements)
 
-function txCase(name: string, sql: string, error: RegExp, params?: unknown[]): Case {
+function txCase(
+  name: string,
+  sql: string,
+  error: RegExp,
+  params?: unknown[],
+  code: ErrorCode = 'SQL_ERROR',
+): Case {
   return {
     name: `transaction: ${name}`,
     url: TX,
     payload: txBody(params === undefined ? sql : [sql, params]),
     status: 400,
+    code,
     error,
     failedTx: true,
   }
 }
 
-function queryCase(name: string, sql: string, error: RegExp): Case {
-  return { name: `query: ${name}`, url: QUERY, payload: JSON.stringify(sql), status: 400, error }
+function queryCase(name: string, sql: string, error: RegExp, code: ErrorCode = 'SQL_ERROR'): Case {
+  return {
+    name: `query: ${name}`,
+    url: QUERY,
+    payload: JSON.stringify(sql),
+    status: 400,
+    code,
+    error,
+  }
 }
+
+/** A statement the guard refuses (internal tables, schema, PRAGMA, ATTACH, BEGIN...). */
+const na = (c: Case): Case => ({ ...c, code: 'STATEMENT_NOT_ALLOWED' })
 
 const INTERNAL = /internal table/
 
 const CASES: Case[] = [
   // The body itself.
-  { name: 'malformed JSON', url: TX, payload: '[["INSERT', status: 400, error: /malformed JSON/ },
+  {
+    name: 'malformed JSON',
+    url: TX,
+    payload: '[["INSERT',
+    status: 400,
+    code: 'MALFORMED_JSON',
+    error: /malformed JSON/,
+  },
   {
     name: 'JSON with trailing junk',
     url: TX,
     payload: '["SELECT 1"] x',
     status: 400,
+    code: 'MALFORMED_JSON',
     error: /JSON/,
   },
   {
@@ -71,6 +99,7 @@ const CASES: Case[] = [
     url: QUERY,
     payload: '{"query":',
     status: 400,
+    code: 'MALFORMED_JSON',
     error: /JSON/,
   },
   {
@@ -79,6 +108,7 @@ const CASES: Case[] = [
     payload: '["SELECT 1"]',
     contentType: 'text/plain',
     status: 415,
+    code: 'UNSUPPORTED_CONTENT_TYPE',
     error: /content type "text\/plain".*application\/json/,
   },
   {
@@ -87,6 +117,7 @@ const CASES: Case[] = [
     payload: 'q=SELECT+1',
     contentType: 'application/x-www-form-urlencoded',
     status: 415,
+    code: 'UNSUPPORTED_CONTENT_TYPE',
     error: /content type/,
   },
   {
@@ -95,6 +126,7 @@ const CASES: Case[] = [
     payload: '["SELECT 1"]',
     contentType: null,
     status: 415,
+    code: 'UNSUPPORTED_CONTENT_TYPE',
     error: /content type/,
   },
   {
@@ -102,15 +134,24 @@ const CASES: Case[] = [
     url: TX,
     contentType: null,
     status: 400,
+    code: 'INVALID_BODY',
     error: /body/,
     failedTx: true,
   },
-  { name: 'empty JSON body', url: TX, payload: '', status: 400, error: /empty|JSON/ },
+  {
+    name: 'empty JSON body',
+    url: TX,
+    payload: '',
+    status: 400,
+    code: 'MALFORMED_JSON',
+    error: /empty|JSON/,
+  },
   {
     name: 'missing body on queries',
     url: QUERY,
     contentType: null,
     status: 400,
+    code: 'INVALID_BODY',
     error: /statement/,
   },
   {
@@ -118,6 +159,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '{"query": "SELECT 1"}',
     status: 400,
+    code: 'INVALID_BODY',
     error: /array of statements/,
     failedTx: true,
   },
@@ -126,6 +168,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '"SELECT 1"',
     status: 400,
+    code: 'INVALID_BODY',
     error: /array of statements/,
     failedTx: true,
   },
@@ -134,6 +177,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /statement list is empty/,
     failedTx: true,
   },
@@ -142,6 +186,7 @@ const CASES: Case[] = [
     url: TX,
     payload: `[["SELECT ?", [${'['.repeat(100_000)}${']'.repeat(100_000)}]]]`,
     status: 400,
+    code: 'MALFORMED_JSON',
     error: /JSON/,
   },
   // Statement shapes.
@@ -150,6 +195,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[1]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /statement 1/,
     failedTx: true,
   },
@@ -158,6 +204,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[null]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /statement 1/,
     failedTx: true,
   },
@@ -166,6 +213,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[["SELECT 1"]]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /2 elements/,
     failedTx: true,
   },
@@ -174,6 +222,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[["SELECT ?", [1], 2]]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /2 elements/,
     failedTx: true,
   },
@@ -182,6 +231,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[{"sql": "x"}]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /unknown field "sql"/,
     failedTx: true,
   },
@@ -190,6 +240,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[{"params": []}]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /missing "query"/,
     failedTx: true,
   },
@@ -198,6 +249,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[[1, []]]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /SQL must be a string/,
     failedTx: true,
   },
@@ -206,6 +258,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '["  "]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /SQL is empty/,
     failedTx: true,
   },
@@ -214,6 +267,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[["SELECT ?", 5]]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /params must be an array or an object/,
     failedTx: true,
   },
@@ -222,6 +276,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[{"query": "SELECT ?", "params": [1], "named_params": {"a": 1}}]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /not both/,
     failedTx: true,
   },
@@ -230,6 +285,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '[["SELECT :a", {":": 1}]]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /empty parameter name/,
     failedTx: true,
   },
@@ -238,6 +294,7 @@ const CASES: Case[] = [
     url: TX,
     payload: '["INSERT INTO t (id) VALUES (500)", 7]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /statement 2/,
     failedTx: true,
   },
@@ -246,9 +303,17 @@ const CASES: Case[] = [
     url: QUERY,
     payload: '["SELECT 1", "SELECT 2"]',
     status: 400,
+    code: 'INVALID_BODY',
     error: /statement/,
   },
-  { name: 'query body is a number', url: QUERY, payload: '42', status: 400, error: /statement/ },
+  {
+    name: 'query body is a number',
+    url: QUERY,
+    payload: '42',
+    status: 400,
+    code: 'INVALID_BODY',
+    error: /statement/,
+  },
   // SQL errors: SQLite's own message.
   txCase('syntax error', 'INSRT INTO t (id) VALUES (1)', /near "INSRT": syntax error/),
   txCase('unknown table', 'INSERT INTO nope (id) VALUES (1)', /no such table: nope/),
@@ -263,6 +328,7 @@ const CASES: Case[] = [
     // Written by hand: JSON.stringify cannot write an integer beyond 2^53 exactly.
     payload: '[["INSERT INTO t (id, x) VALUES (900, ?)", [9223372036854775808]]]',
     status: 400,
+    code: 'SQL_ERROR',
     error: /too big|64-bit|range/i,
     failedTx: true,
   },
@@ -277,73 +343,89 @@ const CASES: Case[] = [
   queryCase('unknown column', 'SELECT nope FROM t', /no such column: nope/),
   queryCase('two statements in one string', 'SELECT 1; DELETE FROM t', /more than one statement/),
   // Writes where only reads are allowed.
-  queryCase('INSERT', "INSERT INTO t (id, v) VALUES (900, 'q')", /not read-only/),
-  queryCase('DELETE', 'DELETE FROM t', /not read-only/),
-  queryCase('UPDATE with RETURNING', "UPDATE t SET v = 'q' RETURNING id", /not read-only/),
+  queryCase('INSERT', "INSERT INTO t (id, v) VALUES (900, 'q')", /not read-only/, 'NOT_READ_ONLY'),
+  queryCase('DELETE', 'DELETE FROM t', /not read-only/, 'NOT_READ_ONLY'),
+  queryCase(
+    'UPDATE with RETURNING',
+    "UPDATE t SET v = 'q' RETURNING id",
+    /not read-only/,
+    'NOT_READ_ONLY',
+  ),
   // Patina's internal tables, however they are named or reached.
-  txCase('write a clock table, double quotes', 'DELETE FROM "t__patina_clock"', INTERNAL),
-  txCase('read a version index, brackets', 'SELECT * FROM [t__patina_vidx]', INTERNAL),
-  txCase('write heads, backticks', 'UPDATE `__patina_heads` SET head = 100', INTERNAL),
-  txCase('write sites, schema-qualified', 'DELETE FROM main.__patina_sites', INTERNAL),
-  txCase('other case', 'DELETE FROM T__PATINA_CLOCK', INTERNAL),
-  txCase(
-    'a CTE over an internal table feeding a write',
-    'WITH c AS (SELECT head FROM __patina_heads) UPDATE t SET v = (SELECT head FROM c)',
-    INTERNAL,
+  na(txCase('write a clock table, double quotes', 'DELETE FROM "t__patina_clock"', INTERNAL)),
+  na(txCase('read a version index, brackets', 'SELECT * FROM [t__patina_vidx]', INTERNAL)),
+  na(txCase('write heads, backticks', 'UPDATE `__patina_heads` SET head = 100', INTERNAL)),
+  na(txCase('write sites, schema-qualified', 'DELETE FROM main.__patina_sites', INTERNAL)),
+  na(txCase('other case', 'DELETE FROM T__PATINA_CLOCK', INTERNAL)),
+  na(
+    txCase(
+      'a CTE over an internal table feeding a write',
+      'WITH c AS (SELECT head FROM __patina_heads) UPDATE t SET v = (SELECT head FROM c)',
+      INTERNAL,
+    ),
   ),
-  txCase(
-    'a subquery over an internal table',
-    'UPDATE t SET v = (SELECT count(*) FROM "t__patina_clock")',
-    INTERNAL,
+  na(
+    txCase(
+      'a subquery over an internal table',
+      'UPDATE t SET v = (SELECT count(*) FROM "t__patina_clock")',
+      INTERNAL,
+    ),
   ),
-  txCase(
-    'a view over an internal table',
-    'INSERT INTO t (id, v) SELECT 900 + site, head FROM heads_view',
-    INTERNAL,
+  na(
+    txCase(
+      'a view over an internal table',
+      'INSERT INTO t (id, v) SELECT 900 + site, head FROM heads_view',
+      INTERNAL,
+    ),
   ),
-  queryCase('read a clock table, double quotes', 'SELECT * FROM "t__patina_clock"', INTERNAL),
-  queryCase('read a version index, brackets', 'SELECT * FROM [t__patina_vidx]', INTERNAL),
-  queryCase('read heads, backticks', 'SELECT * FROM `__patina_heads`', INTERNAL),
-  queryCase(
-    'a CTE over an internal table',
-    'WITH c AS (SELECT * FROM __patina_sites) SELECT count(*) FROM c',
-    INTERNAL,
+  na(queryCase('read a clock table, double quotes', 'SELECT * FROM "t__patina_clock"', INTERNAL)),
+  na(queryCase('read a version index, brackets', 'SELECT * FROM [t__patina_vidx]', INTERNAL)),
+  na(queryCase('read heads, backticks', 'SELECT * FROM `__patina_heads`', INTERNAL)),
+  na(
+    queryCase(
+      'a CTE over an internal table',
+      'WITH c AS (SELECT * FROM __patina_sites) SELECT count(*) FROM c',
+      INTERNAL,
+    ),
   ),
-  queryCase('a view over heads', 'SELECT * FROM heads_view', INTERNAL),
-  queryCase('a view over a clock table', 'SELECT count(*) FROM clock_view', INTERNAL),
-  queryCase(
-    'a join with an internal table',
-    'SELECT t.id FROM t JOIN __patina_tables ON 1',
-    INTERNAL,
+  na(queryCase('a view over heads', 'SELECT * FROM heads_view', INTERNAL)),
+  na(queryCase('a view over a clock table', 'SELECT count(*) FROM clock_view', INTERNAL)),
+  na(
+    queryCase(
+      'a join with an internal table',
+      'SELECT t.id FROM t JOIN __patina_tables ON 1',
+      INTERNAL,
+    ),
   ),
   // Connection state, schema, transaction control.
-  txCase('ATTACH', "ATTACH DATABASE ':memory:' AS x", /ATTACH/),
-  queryCase('ATTACH', "ATTACH DATABASE ':memory:' AS x", /ATTACH/),
-  txCase('PRAGMA journal_mode=DELETE', 'PRAGMA journal_mode=DELETE', /PRAGMA/),
-  txCase('PRAGMA user_version=5', 'PRAGMA user_version=5', /PRAGMA|schema/),
-  queryCase('PRAGMA journal_mode=DELETE', 'PRAGMA journal_mode=DELETE', /PRAGMA|read-only/),
-  queryCase('PRAGMA user_version=5', 'PRAGMA user_version=5', /PRAGMA|read-only|schema/),
-  txCase('PRAGMA after a comment', '/* c */ PRAGMA recursive_triggers = ON', /PRAGMA/),
-  txCase('PRAGMA after a line comment', '-- c\nPRAGMA wal_autocheckpoint = 0', /PRAGMA/),
-  txCase('PRAGMA with a quoted name', "PRAGMA 'busy_timeout' = 1", /PRAGMA/),
-  txCase('PRAGMA with a bracketed name', 'PRAGMA [cache_size] = 10', /PRAGMA/),
-  txCase('PRAGMA call form', 'PRAGMA user_version(9)', /PRAGMA/),
-  queryCase('PRAGMA after a comment', '/* c */ PRAGMA cache_size = 1', /PRAGMA/),
-  queryCase('PRAGMA with a quoted name', "PRAGMA 'busy_timeout' = 1", /PRAGMA/),
-  txCase('BEGIN', 'BEGIN', /transaction control/),
-  txCase('COMMIT', 'COMMIT', /transaction control|no transaction/),
-  txCase('SAVEPOINT', 'SAVEPOINT s', /transaction control/),
-  txCase('CREATE TABLE', 'CREATE TABLE u (a)', /schema/),
-  txCase('DROP TABLE', 'DROP TABLE t', /schema/),
-  txCase('ALTER TABLE', 'ALTER TABLE t ADD COLUMN w TEXT', /schema/),
-  txCase('CREATE INDEX', 'CREATE INDEX t_v ON t (v)', /schema/),
-  txCase('VACUUM', 'VACUUM', /schema|VACUUM/),
+  na(txCase('ATTACH', "ATTACH DATABASE ':memory:' AS x", /ATTACH/)),
+  na(queryCase('ATTACH', "ATTACH DATABASE ':memory:' AS x", /ATTACH/)),
+  na(txCase('PRAGMA journal_mode=DELETE', 'PRAGMA journal_mode=DELETE', /PRAGMA/)),
+  na(txCase('PRAGMA user_version=5', 'PRAGMA user_version=5', /PRAGMA|schema/)),
+  na(queryCase('PRAGMA journal_mode=DELETE', 'PRAGMA journal_mode=DELETE', /PRAGMA|read-only/)),
+  na(queryCase('PRAGMA user_version=5', 'PRAGMA user_version=5', /PRAGMA|read-only|schema/)),
+  na(txCase('PRAGMA after a comment', '/* c */ PRAGMA recursive_triggers = ON', /PRAGMA/)),
+  na(txCase('PRAGMA after a line comment', '-- c\nPRAGMA wal_autocheckpoint = 0', /PRAGMA/)),
+  na(txCase('PRAGMA with a quoted name', "PRAGMA 'busy_timeout' = 1", /PRAGMA/)),
+  na(txCase('PRAGMA with a bracketed name', 'PRAGMA [cache_size] = 10', /PRAGMA/)),
+  na(txCase('PRAGMA call form', 'PRAGMA user_version(9)', /PRAGMA/)),
+  na(queryCase('PRAGMA after a comment', '/* c */ PRAGMA cache_size = 1', /PRAGMA/)),
+  na(queryCase('PRAGMA with a quoted name', "PRAGMA 'busy_timeout' = 1", /PRAGMA/)),
+  na(txCase('BEGIN', 'BEGIN', /transaction control/)),
+  na(txCase('COMMIT', 'COMMIT', /transaction control|no transaction/)),
+  na(txCase('SAVEPOINT', 'SAVEPOINT s', /transaction control/)),
+  na(txCase('CREATE TABLE', 'CREATE TABLE u (a)', /schema/)),
+  na(txCase('DROP TABLE', 'DROP TABLE t', /schema/)),
+  na(txCase('ALTER TABLE', 'ALTER TABLE t ADD COLUMN w TEXT', /schema/)),
+  na(txCase('CREATE INDEX', 'CREATE INDEX t_v ON t (v)', /schema/)),
+  na(txCase('VACUUM', 'VACUUM', /schema|VACUUM/)),
   // Table stats.
   {
     name: 'table_stats: tables not a list',
     url: '/v1/table_stats',
     payload: '{"tables": "t"}',
     status: 400,
+    code: 'INVALID_BODY',
     error: /tables/,
   },
   // Routes and methods.
@@ -352,6 +434,7 @@ const CASES: Case[] = [
     method: 'GET',
     url: '/v1/nope',
     status: 404,
+    code: 'ROUTE_NOT_FOUND',
     error: /no such route: GET \/v1\/nope/,
   },
   {
@@ -359,9 +442,17 @@ const CASES: Case[] = [
     url: '/v2/transactions',
     payload: '["SELECT 1"]',
     status: 404,
+    code: 'ROUTE_NOT_FOUND',
     error: /no such route/,
   },
-  { name: 'root', method: 'GET', url: '/', status: 404, error: /no such route/ },
+  {
+    name: 'root',
+    method: 'GET',
+    url: '/',
+    status: 404,
+    code: 'ROUTE_NOT_FOUND',
+    error: /no such route/,
+  },
 ]
 
 const WRONG_METHOD: [HTTPMethods, string, string][] = [
@@ -403,8 +494,10 @@ async function expectRefused(h: ApiHarness, c: Case): Promise<Record<string, unk
     /^(Bad Request|Not Found|Internal Server Error|Unsupported Media Type)$/,
   )
   assert.match(error, c.error, where)
+  assert.equal(body.code, c.code, where)
+  assert.equal(statusOf(c.code), c.status, where)
   if (c.failedTx === true) {
-    assert.deepEqual(Object.keys(body).sort(), ['error', 'results', 'version'], where)
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'results', 'version'], where)
     assert.deepEqual(body.results, [{ error }], where)
     assert.equal(body.version, null, where)
   }
@@ -479,6 +572,7 @@ describe('api - bad input against limits', () => {
       url: TX,
       payload: big(2000),
       status: 413,
+      code: 'BODY_TOO_LARGE',
       error: /too large.*1024.*max_body_bytes/,
     })
     assert.ok(typeof body.error === 'string')
@@ -487,6 +581,7 @@ describe('api - bad input against limits', () => {
       url: QUERY,
       payload: JSON.stringify(`SELECT '${'b'.repeat(2000)}'`),
       status: 413,
+      code: 'BODY_TOO_LARGE',
       error: /too large/,
     })
   })
@@ -497,6 +592,7 @@ describe('api - bad input against limits', () => {
       url: TX,
       payload: txBody('SELECT 1', 'SELECT 2', 'SELECT 3'),
       status: 400,
+      code: 'TOO_MANY_STATEMENTS',
       error: /too many statements: 3.*2.*max_statements/,
       failedTx: true,
     })
@@ -550,6 +646,7 @@ describe('api - bearer token', () => {
           name: `${r.method ?? 'POST'} ${r.url} with ${what}`,
           headers,
           status: 401,
+          code: 'UNAUTHORIZED',
           error: /bearer token/,
         })
       }

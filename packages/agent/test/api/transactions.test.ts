@@ -186,7 +186,8 @@ describe('api - transactions', () => {
     assert.equal(res.statusCode, 400)
     assert.match(String(res.headers['content-type']), /^application\/json/)
     const body = res.json<Record<string, unknown>>()
-    assert.deepEqual(Object.keys(body).sort(), ['error', 'results', 'version'])
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'results', 'version'])
+    assert.equal(body.code, 'SQL_ERROR')
     assert.match(String(body.error), /no such table: nope/)
     assert.deepEqual(body.results, [{ error: body.error }])
     assert.equal(body.version, null)
@@ -200,8 +201,14 @@ describe('api - transactions', () => {
       "INSERT INTO t (id, v) VALUES (52, 'never run')",
     ])
     assert.equal(dup.statusCode, 400)
-    const dupBody = dup.json<{ error: string; results: { error: string }[]; version: null }>()
+    const dupBody = dup.json<{
+      error: string
+      code: string
+      results: { error: string }[]
+      version: null
+    }>()
     assert.match(dupBody.error, /UNIQUE constraint failed: t\.id/)
+    assert.equal(dupBody.code, 'SQL_ERROR')
     assert.deepEqual(dupBody.results, [{ error: dupBody.error }])
     assert.equal(dupBody.version, null)
     assert.deepEqual(state(h), before)
