@@ -8,30 +8,36 @@ import type { Server as NetServer } from 'node:net'
 import { dirname } from 'node:path'
 import { Gauge } from 'prom-client'
 import type { Logger } from 'pino'
-import { adminRequest, startAdminServer } from './admin/admin-server.ts'
+import { startAdminServer } from './admin/admin-server.ts'
 import { buildApi, type Api } from './api/server.ts'
 import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
 import { Replica, siteIdHex } from './crdt/replica.ts'
-import { startMembership, type Membership } from './membership/agent-membership.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
-import { startReplication, type AgentReplication } from './replication/agent-replication.ts'
+import { createNode, type PatinaNode } from './node/create-node.ts'
 import { systemClock } from './runtime/clock.ts'
+import { systemRandom } from './runtime/random.ts'
 import type { SchemaPlan } from './schema/model.ts'
 import { loadSchemaFiles } from './schema/parse-schema.ts'
 import { ReaderPool } from './store/reader-pool.ts'
 import { createSubsMetrics } from './metrics/subs-metrics.ts'
 import { Subscriptions } from './subs/subscriptions.ts'
+import { parseAddr } from './transport/address.ts'
+import { UdpTransport } from './transport/datagram.ts'
+import { TcpStreamTransport } from './transport/stream.ts'
+
+/** Attempts at binding UDP and TCP on the same free port when the configured port is 0. */
+const PORT_ZERO_ATTEMPTS = 8
 
 export interface Agent {
   readonly replica: Replica
   /** Base URLs of the HTTP API, e.g. `http://127.0.0.1:8080`. */
   readonly apiUrls: readonly string[]
   readonly metrics: AgentMetrics
-  readonly membership: Membership
-  readonly replication: AgentReplication
+  /** Membership and replication on the gossip address. */
+  readonly node: PatinaNode
   /** Re-reads the schema files and applies what changed (additions only). */
   reload(): SchemaPlan
   stop(): Promise<void>
@@ -72,6 +78,55 @@ function summarize(plan: SchemaPlan): Record<string, unknown> {
     createdIndexes: plan.createIndexes.map((i) => i.name),
     droppedIndexes: plan.dropIndexes.map((i) => i.name),
   }
+}
+
+/** Hosts that mean "every interface": fine to bind, but not an address peers can reach. */
+function isUnspecified(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || /^[0:]+$/.test(host)
+}
+
+/**
+ * The node on real sockets: UDP and TCP bound to the same `[gossip] addr` (with port 0, the
+ * same free port for both, retried when TCP finds the port UDP got taken), the system clock.
+ */
+async function startNode(config: Config, replica: Replica, logger: Logger): Promise<PatinaNode> {
+  const { host, port } = parseAddr(config.gossip.addr, { portZero: true })
+  if (isUnspecified(host)) {
+    throw new Error(
+      `[gossip] addr ${config.gossip.addr}: ${host} is not an address peers can reach; ` +
+        'give the address of one interface (e.g. "10.0.0.1:8787")',
+    )
+  }
+  const attempts = port === 0 ? PORT_ZERO_ATTEMPTS : 1
+  let lastError: unknown
+  for (let i = 0; i < attempts; i++) {
+    const node = createNode(
+      {
+        clock: systemClock(),
+        random: systemRandom(),
+        replica,
+        datagrams: await UdpTransport.bind(config.gossip.addr),
+        streams: new TcpStreamTransport(),
+        logger,
+      },
+      {
+        epoch: Date.now(),
+        clusterId: config.gossip.clusterId,
+        bootstrap: config.gossip.bootstrap,
+        swim: config.gossip.swim,
+        replication: config.replication,
+        leaveTimeoutMs: MEMBERSHIP_LEAVE_TIMEOUT_MS,
+      },
+    )
+    try {
+      await node.start()
+      return node
+    } catch (err) {
+      lastError = err
+      await node.stop()
+    }
+  }
+  throw lastError
 }
 
 async function listen(api: Api, addr: string): Promise<string> {
@@ -145,34 +200,11 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     })
     cleanups.push(() => subs.stop())
 
-    const membership = await startMembership(
-      {
-        addr: config.gossip.addr,
-        bootstrap: config.gossip.bootstrap,
-        clusterId: config.gossip.clusterId,
-        profile: config.gossip.profile,
-        options: config.gossip.swim,
-        actorId: siteIdHex(replica.siteId),
-        epoch: Date.now(),
-        leaveTimeoutMs: MEMBERSHIP_LEAVE_TIMEOUT_MS,
-      },
-      logger,
-    )
-    cleanups.push(() => membership.stop())
-    registerMembershipMetrics(metrics.registry, membership)
-
-    const replication = startReplication(
-      replica,
-      membership,
-      { clusterId: config.gossip.clusterId, options: config.replication },
-      logger,
-    )
-    // Stopped before membership: nothing is sent to peers once we leave.
-    cleanups.push(() => {
-      replication.stop()
-    })
-    registerReplicationMetrics(metrics.registry, replication.replicator, config.replication, () =>
-      replication.linkStats(),
+    const node = await startNode(config, replica, logger)
+    cleanups.push(() => node.stop())
+    registerMembershipMetrics(metrics.registry, node)
+    registerReplicationMetrics(metrics.registry, node.replicator, config.replication, () =>
+      node.linkStats(),
     )
 
     const apiUrls: string[] = []
@@ -184,11 +216,11 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         config,
         metrics,
         logger,
-        members: () => membership.members(),
+        members: () => node.members(),
         health: () => {
-          const h = replication.replicator.health()
+          const h = node.replicator.health()
           return {
-            members: membership.memberCounts().alive,
+            members: node.memberCounts().alive,
             gaps: h.gaps,
             p99LagS: h.p99LagS,
             queueSize: h.queueSize,
@@ -251,16 +283,14 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       {
         actor_id: siteIdHex(replica.siteId),
         api: apiUrls,
-        gossip: membership.addr,
+        gossip: node.addr,
         db: config.db.path,
       },
       'agent started',
     )
-    return { replica, apiUrls, metrics, membership, replication, reload, stop }
+    return { replica, apiUrls, metrics, node, reload, stop }
   } catch (err) {
     await stop()
     throw err
   }
 }
-
-export { adminRequest }

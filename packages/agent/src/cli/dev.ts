@@ -66,7 +66,7 @@ export function devCommand(): Command {
       try {
         for (let i = 0; i < nodes; i++) {
           const name = `node-${i + 1}`
-          const bootstrap = agents[0] === undefined ? [] : [agents[0].membership.addr]
+          const bootstrap = agents[0] === undefined ? [] : [agents[0].node.addr]
           const config = devConfig(
             resolve(dir, name),
             plus(apiPort, i),
@@ -76,9 +76,7 @@ export function devCommand(): Command {
           const agent = await startAgent(config, root.child({ node: name }))
           agents.push(agent)
           for (const url of agent.apiUrls) {
-            process.stdout.write(
-              `patina dev: ${name} API at ${url} (gossip ${agent.membership.addr})\n`,
-            )
+            process.stdout.write(`patina dev: ${name} API at ${url} (gossip ${agent.node.addr})\n`)
           }
         }
       } catch (err) {

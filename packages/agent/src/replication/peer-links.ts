@@ -1,18 +1,33 @@
 /**
- * Outgoing broadcast connections: one TCP stream per peer address, opened on first use (its
- * first frame is the stream kind), reused until it breaks. Sending never waits: while a link
- * connects, frames wait in a small bounded queue; a frame the queue or the connection cannot
- * take is dropped and counted (broadcast is best effort; anti-entropy repairs). A peer that
- * cannot be reached is not dialled again for `retryMs`.
+ * Outgoing broadcast connections: one stream per peer address, opened on first use (its first
+ * frame is the stream kind) and kept up by a ReconnectingConnection (transport/reconnect.ts:
+ * jittered exponential backoff on the injected clock). Sending never waits:
+ * - while a link connects, frames wait in a small queue capped in frames and bytes;
+ * - while it waits to retry after a failure, frames are dropped;
+ * - a frame the queue or the connection cannot take is dropped.
+ * Every drop is counted: broadcast is best effort, anti-entropy repairs. A link nothing was sent
+ * on for `idleMs` (a peer that left) is closed.
  */
+import type { Clock, TimerId } from '../runtime/clock.ts'
+import type { Random } from '../runtime/random.ts'
+import { ReconnectingConnection } from '../transport/reconnect.ts'
 import type { FramedConnection, StreamTransport } from '../transport/stream.ts'
+
+export interface PeerLinksComponents {
+  readonly transport: StreamTransport
+  readonly clock: Clock
+  readonly random: Random
+}
 
 export interface PeerLinksOptions {
   /** Stream kind byte sent as the first frame. */
   readonly kind: number
-  /** Frames waiting per link while it connects. */
+  /** Frames waiting per link while it connects; more are dropped. */
   readonly pendingMax: number
-  readonly retryMs: number
+  /** Bytes of frames waiting per link while it connects; more are dropped. */
+  readonly pendingBytesMax: number
+  /** A link nothing was sent on for this long is closed (checked every idleMs / 2). */
+  readonly idleMs: number
 }
 
 export interface PeerLinksStats {
@@ -24,48 +39,92 @@ export interface PeerLinksStats {
 }
 
 interface Link {
-  conn: FramedConnection | null
+  readonly connection: ReconnectingConnection
+  readonly abort: AbortController
   pending: Uint8Array[]
-  failedAt: number
+  pendingBytes: number
+  lastSendMs: number
+  disconnected: boolean
 }
 
 export class PeerLinks {
-  private readonly transport: StreamTransport
+  private readonly components: PeerLinksComponents
   private readonly options: PeerLinksOptions
   private readonly links = new Map<string, Link>()
-  private readonly abort = new AbortController()
+  private closed = false
+  private sweepTimer: TimerId | null = null
   private counters = { framesSent: 0, framesDropped: 0, connectsFailed: 0 }
 
-  constructor(transport: StreamTransport, options: PeerLinksOptions) {
-    this.transport = transport
+  constructor(components: PeerLinksComponents, options: PeerLinksOptions) {
+    this.components = components
     this.options = options
   }
 
   send(addr: string, frame: Uint8Array): void {
-    if (this.abort.signal.aborted) return
-    let link = this.links.get(addr)
-    if (link?.conn !== null && link?.conn !== undefined) {
-      this.write(link.conn, frame)
+    if (this.closed) return
+    const link = this.links.get(addr) ?? this.open(addr)
+    link.lastSendMs = this.components.clock.now()
+    const conn = link.connection.current()
+    if (conn !== undefined) {
+      this.write(conn, frame)
       return
     }
-    if (link !== undefined && link.failedAt > 0) {
-      if (performance.now() - link.failedAt < this.options.retryMs) {
-        this.counters.framesDropped++
-        return
-      }
-      this.links.delete(addr)
-      link = undefined
-    }
-    if (link === undefined) {
-      link = { conn: null, pending: [], failedAt: 0 }
-      this.links.set(addr, link)
-      this.connect(addr, link)
-    }
-    if (link.pending.length >= this.options.pendingMax) {
+    const connecting = link.connection.stats().state === 'connecting'
+    if (
+      !connecting ||
+      link.pending.length >= this.options.pendingMax ||
+      link.pendingBytes + frame.length > this.options.pendingBytesMax
+    ) {
       this.counters.framesDropped++
       return
     }
     link.pending.push(frame)
+    link.pendingBytes += frame.length
+  }
+
+  private open(addr: string): Link {
+    const abort = new AbortController()
+    const link: Link = {
+      abort,
+      pending: [],
+      pendingBytes: 0,
+      lastSendMs: this.components.clock.now(),
+      disconnected: false,
+      connection: new ReconnectingConnection(
+        {
+          transport: this.components.transport,
+          clock: this.components.clock,
+          random: this.components.random,
+        },
+        {
+          addr,
+          signal: abort.signal,
+          onConnect: (conn) => {
+            this.write(conn, new Uint8Array([this.options.kind]))
+            for (const frame of link.pending) this.write(conn, frame)
+            this.clearPending(link, false)
+          },
+          onEvent: (event) => {
+            // A retry follows either a failed connect or a disconnect (told just before it).
+            if (event.type === 'disconnected') link.disconnected = true
+            if (event.type !== 'retrying') return
+            if (!link.disconnected) this.counters.connectsFailed++
+            link.disconnected = false
+            this.clearPending(link, true)
+          },
+        },
+      ),
+    }
+    this.links.set(addr, link)
+    link.connection.start()
+    this.armSweep()
+    return link
+  }
+
+  private clearPending(link: Link, dropped: boolean): void {
+    if (dropped) this.counters.framesDropped += link.pending.length
+    link.pending = []
+    link.pendingBytes = 0
   }
 
   private write(conn: FramedConnection, frame: Uint8Array): void {
@@ -76,28 +135,19 @@ export class PeerLinks {
     })
   }
 
-  private connect(addr: string, link: Link): void {
-    this.transport
-      .connect(addr, this.abort.signal)
-      .then((conn) => {
-        if (this.abort.signal.aborted) {
-          conn.close()
-          return
-        }
-        link.conn = conn
-        this.write(conn, new Uint8Array([this.options.kind]))
-        for (const frame of link.pending) this.write(conn, frame)
-        link.pending = []
-        void conn.closed().then(() => {
-          if (this.links.get(addr) === link) this.links.delete(addr)
-        })
-      })
-      .catch(() => {
-        this.counters.connectsFailed++
-        this.counters.framesDropped += link.pending.length
-        link.pending = []
-        link.failedAt = performance.now()
-      })
+  private armSweep(): void {
+    if (this.sweepTimer !== null || this.closed) return
+    this.sweepTimer = this.components.clock.setTimer(this.options.idleMs / 2, () => {
+      this.sweepTimer = null
+      const now = this.components.clock.now()
+      for (const [addr, link] of this.links) {
+        if (now - link.lastSendMs < this.options.idleMs) continue
+        this.clearPending(link, true)
+        link.abort.abort()
+        this.links.delete(addr)
+      }
+      if (this.links.size > 0) this.armSweep()
+    })
   }
 
   stats(): PeerLinksStats {
@@ -105,8 +155,10 @@ export class PeerLinks {
   }
 
   close(): void {
-    this.abort.abort()
-    for (const link of this.links.values()) link.conn?.close()
+    this.closed = true
+    if (this.sweepTimer !== null) this.components.clock.clearTimer(this.sweepTimer)
+    this.sweepTimer = null
+    for (const link of this.links.values()) link.abort.abort()
     this.links.clear()
   }
 }

@@ -1,10 +1,13 @@
 /**
- * A seeded simulated network between addresses (`host:port`). It carries two kinds of traffic:
+ * A seeded simulated network between addresses (`host:port`). It carries three kinds of traffic:
  * - datagrams (`send`): per-link latency (base + uniform jitter), loss, duplication and
  *   reordering (an occasional extra delay), dropped by partitions and filters;
+ * - framed streams (`streams`, see streams.ts): the StreamTransport contract on virtual time,
+ *   with latency, retransmitted loss, head-of-line reordering, resets and partitions;
  * - request/response exchanges (`request`), the shape of a short TCP stream: no loss (TCP
  *   retransmits), latency each way, refused when nothing listens, never answered across a
- *   partition (the caller times out after `streamTimeoutMs`, or aborts).
+ *   partition (the caller times out after `streamTimeoutMs`, or aborts). The membership-only
+ *   simulation (swim-cluster.ts) uses these; nodes built by createNode use `streams`.
  *
  * Every random choice comes from the network's own seeded generator, and every send, delivery
  * and drop is folded into a running SHA-256 (`traceHash()`), so two runs can be compared bit for
@@ -13,6 +16,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { SeededRandom } from '../runtime/random.ts'
 import type { Scheduler } from './scheduler.ts'
+import { SimStreams } from './streams.ts'
 
 export interface LinkProfile {
   /** Base one-way latency. */
@@ -23,9 +27,14 @@ export interface LinkProfile {
   readonly loss: number
   /** Probability that a datagram is delivered twice (the copy with its own latency). */
   readonly duplicate: number
-  /** Probability that a datagram is held back by up to `reorderDelayMs` more. */
+  /**
+   * Probability that a datagram is held back by up to `reorderDelayMs` more (for a stream frame:
+   * it and the frames behind it).
+   */
   readonly reorder: number
   readonly reorderDelayMs: number
+  /** Probability, per stream frame, that the connection is reset instead of carrying it. */
+  readonly reset: number
 }
 
 export const DEFAULT_LINK: LinkProfile = Object.freeze({
@@ -35,6 +44,7 @@ export const DEFAULT_LINK: LinkProfile = Object.freeze({
   duplicate: 0,
   reorder: 0,
   reorderDelayMs: 20,
+  reset: 0,
 })
 
 /** A stream exchange that has not been answered after this fails with a timeout. */
@@ -52,7 +62,11 @@ export interface NetworkEndpoint {
 
 export type DropReason = 'loss' | 'partition' | 'filter' | 'no-endpoint'
 
-/** Decides per datagram whether it may go (false drops it). For fault injection in tests. */
+/**
+ * Decides per datagram, and per stream frame, whether it may go (false drops it). For fault
+ * injection in tests. A stream frame is shown as its connection's kind byte and the frame (the
+ * first frame of a connection, which carries the kind, is never filtered).
+ */
 export type DatagramFilter = (from: string, to: string, bytes: Uint8Array) => boolean
 
 export interface NetworkStats {
@@ -79,7 +93,9 @@ export class StreamError extends Error {
 const encoder = new TextEncoder()
 
 export class SimNetwork {
-  private readonly scheduler: Scheduler
+  readonly scheduler: Scheduler
+  /** The stream layer: listeners and connections (streams.ts). */
+  readonly streams: SimStreams
   private readonly random: SeededRandom
   private readonly endpoints = new Map<string, NetworkEndpoint>()
   private readonly links = new Map<string, LinkProfile>()
@@ -123,6 +139,40 @@ export class SimNetwork {
     this.logLimit = options.logLimit ?? 0
     this.log = this.logLimit > 0 ? [] : null
     this.tracing = options.trace ?? true
+    this.streams = new SimStreams(this)
+  }
+
+  /** A draw from the network's seeded generator, in [0, 1). */
+  draw(): number {
+    return this.random.float()
+  }
+
+  /** One-way latency of a stream frame on from -> to: base plus jitter (no reordering). */
+  oneWayDelay(from: string, to: string): number {
+    return this.delay(this.linkFor(from, to), false)
+  }
+
+  get filtering(): boolean {
+    return this.filter !== null
+  }
+
+  /** The fault filter's verdict on a stream frame (true when there is no filter). */
+  passes(from: string, to: string, bytes: Uint8Array): boolean {
+    return this.filter === null || this.filter(from, to, bytes)
+  }
+
+  dropped(from: string, to: string): void {
+    this.drop('filter', from, to)
+  }
+
+  /** Folds an event into the trace (for the stream layer). */
+  traceEvent(kind: string, from: string, to: string, data: Uint8Array | null): void {
+    this.trace(kind, from, to, data)
+  }
+
+  /** A life ended: its stream listener and connections go with it. */
+  endpointEnded(endpoint: NetworkEndpoint): void {
+    this.streams.endpointEnded(endpoint)
   }
 
   // ---------------------------------------------------------------------------- endpoints

@@ -1,38 +1,41 @@
 /**
- * Replication on the simulator: N hosts, each a real Replica (a SQLite file in `dir`), a real
- * Replicator and a real Swim, on one virtual clock and one seeded network. Datagrams carry SWIM
- * packets and broadcast change messages (told apart by their first byte); request/response
- * exchanges carry push-pull and sync (the same stream kinds as the agent's TCP listener).
+ * Replication on the simulator: N hosts, each a node built by createNode (node/create-node.ts)
+ * exactly as the agent builds it, around a real Replica (a SQLite file in `dir`), on one virtual
+ * clock and one seeded network. SWIM packets travel as datagrams; push-pull, broadcast links and
+ * sync sessions as framed streams (sim/streams.ts) that suffer the network's latency, loss,
+ * reordering, resets and partitions.
  *
- * Crash is `kill -9`: the host's life ends (timers, deliveries, unanswered requests dropped)
- * and its database is closed with whatever was committed; restart opens the same file.
+ * Crash is `kill -9`: the host's life ends (timers, deliveries and connections dropped, peers
+ * see their connections reset) and its database is closed with whatever was committed; restart
+ * opens the same file.
  */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
+import { pino, type Logger } from 'pino'
 import { Replica, siteIdHex } from '../crdt/replica.ts'
 import type { Statement, TransactionResult } from '../crdt/replica.ts'
 import type { Clock } from '../runtime/clock.ts'
 import { LAN_PROFILE, type SwimOptions } from '../membership/defaults.ts'
-import { Swim } from '../membership/swim.ts'
-import type { Peer } from '../broadcast/broadcaster.ts'
+import type { Swim } from '../membership/swim.ts'
+import { createNode, type PatinaNode } from '../node/create-node.ts'
 import { DEFAULT_REPLICATION, type ReplicationOptions } from '../replication/options.ts'
-import { Replicator } from '../replication/replicator.ts'
-import {
-  STREAM_BROADCAST,
-  STREAM_PUSH_PULL,
-  STREAM_SYNC,
-  withKind,
-} from '../transport/stream-kind.ts'
-import type { HostContext, HostHandlers, Sim, SimHost } from './sim.ts'
+import type { Replicator } from '../replication/replicator.ts'
 import { SIM_EPOCH_BASE } from './scheduler.ts'
+import type { HostContext, Sim, SimHost } from './sim.ts'
 import { actorIdOf, addrOf } from './swim-cluster.ts'
 
-/** First byte of a datagram or request: what it is for (the agent's stream kinds). */
+/**
+ * First byte of what a network filter sees (sim/network.ts `setFilter`): datagrams carry SWIM
+ * packets as they are; stream frames are shown with their connection's kind in front.
+ */
 export {
   STREAM_BROADCAST as KIND_BROADCAST,
   STREAM_PUSH_PULL as KIND_PUSH_PULL,
   STREAM_SYNC as KIND_SYNC,
-}
+} from '../transport/stream-kind.ts'
+
+/** A graceful stop's leave is bounded by this much virtual time. */
+const SIM_LEAVE_TIMEOUT_MS = 1_000
 
 export interface ReplicationClusterOptions {
   /** Where the nodes' database files go. */
@@ -46,10 +49,12 @@ export interface ReplicationClusterOptions {
   readonly replication?: Partial<ReplicationOptions>
 }
 
-export interface ReplicationNode extends HostHandlers {
+export interface ReplicationNode {
   readonly replica: Replica
   readonly replicator: Replicator
   readonly swim: Swim
+  readonly node: PatinaNode
+  /** Halts the node and closes its database (no goodbye). */
   stop(): void
 }
 
@@ -66,6 +71,7 @@ export class ReplicationCluster {
   private readonly hosts = new Map<string, SimHost<ReplicationNode>>()
   private readonly current = new Map<string, ReplicationNode>()
   private readonly lastEpoch = new Map<string, number>()
+  private readonly logger: Logger = pino({ level: 'silent' })
 
   constructor(sim: Sim, config: ReplicationClusterOptions) {
     this.sim = sim
@@ -98,93 +104,58 @@ export class ReplicationCluster {
     const last = this.lastEpoch.get(ctx.addr)
     if (last !== undefined && epoch <= last) epoch = last + 1
     this.lastEpoch.set(ctx.addr, epoch)
-    const swim = new Swim(
-      {
-        clock: ctx.clock,
-        random: ctx.random,
-        send: (to, bytes) => {
-          ctx.send(to, bytes)
-        },
-        pushPull: (to, state, signal) => ctx.request(to, withKind(STREAM_PUSH_PULL, state), signal),
-      },
-      {
-        ...this.swimOptions,
-        actorId,
-        addr: ctx.addr,
-        epoch,
-        clusterId: this.clusterId,
-        bootstrap,
-      },
-    )
-    const peers = (): Peer[] =>
-      swim
-        .members()
-        .filter((m) => m.state === 'alive' && m.actorId !== actorId)
-        .map((m) => ({ actorId: m.actorId, addr: m.addr }))
-    // The replicator settles promises in its timer callbacks (an apply-queue reservation is
-    // granted when a batch is applied): their continuations run at that virtual time, as they
-    // would in Node.js, not whenever the run loop next happens to yield.
+    // Promises settled in timer callbacks (an apply-queue reservation granted when a batch is
+    // applied) continue at that virtual time, as they would in Node.js, not whenever the run
+    // loop next happens to yield.
+    const drained = (fn: () => void) => () => {
+      fn()
+      this.sim.scheduler.requestDrain()
+    }
     const clock: Clock = {
       now: () => ctx.clock.now(),
-      setTimer: (ms, fn) =>
-        ctx.clock.setTimer(ms, () => {
-          fn()
-          this.sim.scheduler.requestDrain()
-        }),
+      wallNow: () => ctx.clock.wallNow(),
+      setTimer: (ms, fn) => ctx.clock.setTimer(ms, drained(fn)),
       clearTimer: (id) => {
         ctx.clock.clearTimer(id)
       },
-      wallNow: () => SIM_EPOCH_BASE + this.sim.now(),
       defer: (fn) => {
-        ctx.clock.defer(() => {
-          fn()
-          this.sim.scheduler.requestDrain()
-        })
+        ctx.clock.defer(drained(fn))
       },
     }
-    const replicator = new Replicator(
+    const node = createNode(
       {
-        replica,
         clock,
         random: ctx.random,
-        clusterId: this.clusterId,
-        peers,
-        sendBroadcast: (to, bytes) => {
-          ctx.send(to, withKind(STREAM_BROADCAST, bytes))
-        },
-        openSession: (to) => ({
-          request: (bytes, signal) => ctx.request(to, withKind(STREAM_SYNC, bytes), signal),
-          close: () => undefined,
-        }),
+        replica,
+        datagrams: ctx.datagrams,
+        streams: ctx.streams,
+        logger: this.logger,
       },
-      this.options,
+      {
+        epoch,
+        clusterId: this.clusterId,
+        bootstrap,
+        swim: this.swimOptions,
+        replication: this.options,
+        leaveTimeoutMs: SIM_LEAVE_TIMEOUT_MS,
+      },
     )
-    swim.start()
-    replicator.start()
+    void node.start()
     let stopped = false
-    const node: ReplicationNode = {
+    const entry: ReplicationNode = {
       replica,
-      replicator,
-      swim,
+      replicator: node.replicator,
+      swim: node.swim,
+      node,
       stop: () => {
         if (stopped) return
         stopped = true
-        replicator.stop()
-        swim.stop()
+        node.halt()
         replica.close()
       },
-      onDatagram: (from, bytes) => {
-        if (bytes[0] === STREAM_BROADCAST) replicator.onBroadcast(bytes.subarray(1))
-        else swim.receive(from, bytes)
-      },
-      onRequest: (from, bytes) => {
-        if (bytes[0] === STREAM_SYNC) return replicator.onSyncRequest(bytes.subarray(1))
-        if (bytes[0] === STREAM_PUSH_PULL) return swim.handlePushPull(from, bytes.subarray(1))
-        return null
-      },
     }
-    this.current.set(ctx.addr, node)
-    return node
+    this.current.set(ctx.addr, entry)
+    return entry
   }
 
   addrs(): string[] {
@@ -215,8 +186,8 @@ export class ReplicationCluster {
   crash(addr: string): void {
     const host = this.hosts.get(addr)
     assert.ok(host !== undefined)
-    this.current.get(addr)?.stop()
     host.crash()
+    this.current.get(addr)?.stop()
   }
 
   restart(addr: string): ReplicationNode {

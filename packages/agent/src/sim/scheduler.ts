@@ -113,6 +113,8 @@ export class Scheduler {
    * needed, then sets the clock to `timeMs`.
    */
   async runUntil(timeMs: number): Promise<void> {
+    // Whatever the caller started before running (a node's start()) continues first.
+    await drainMicrotasks()
     for (;;) {
       const next = this.nextTime()
       if (next === null || next > timeMs) break

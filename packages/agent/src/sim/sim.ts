@@ -20,6 +20,8 @@
 import assert from 'node:assert/strict'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import { SeededRandom } from '../runtime/random.ts'
+import { DatagramCore, type DatagramTransport } from '../transport/datagram.ts'
+import type { StreamTransport } from '../transport/stream.ts'
 import { SIM_EPOCH_BASE, Scheduler } from './scheduler.ts'
 import { SimNetwork, type LinkProfile, type NetworkEndpoint } from './network.ts'
 
@@ -37,14 +39,62 @@ export interface HostContext {
   send(to: string, bytes: Uint8Array): void
   /** One request/response exchange from this host (see `SimNetwork.request`). */
   request(to: string, bytes: Uint8Array, signal?: AbortSignal): Promise<Uint8Array>
+  /**
+   * The same network as transports, bound to this life: what a node built by createNode takes
+   * (datagrams from `addr`; streams that dial from it and may listen on it).
+   */
+  readonly datagrams: DatagramTransport
+  readonly streams: StreamTransport
 }
 
+/** What a host's handlers may answer; a host built on `ctx.datagrams`/`streams` needs none. */
 export interface HostHandlers {
-  onDatagram(from: string, bytes: Uint8Array): void
-  onRequest(from: string, bytes: Uint8Array): Uint8Array | null | Promise<Uint8Array | null>
+  onDatagram?(from: string, bytes: Uint8Array): void
+  onRequest?(from: string, bytes: Uint8Array): Uint8Array | null | Promise<Uint8Array | null>
 }
 
-export type HostFactory<T extends HostHandlers> = (ctx: HostContext) => T
+/** DatagramTransport on the simulated network for one life of a host. */
+class SimDatagramTransport implements DatagramTransport {
+  readonly localAddr: string
+  private readonly core = new DatagramCore({})
+  private readonly out: (to: string, bytes: Uint8Array) => void
+  private closed = false
+
+  constructor(localAddr: string, out: (to: string, bytes: Uint8Array) => void) {
+    this.localAddr = localAddr
+    this.out = out
+  }
+
+  send(to: string, bytes: Uint8Array): void {
+    if (this.closed) {
+      this.core.drop('closed', { addr: to, bytes: bytes.length })
+    } else if (bytes.length > this.core.datagramBytesMax) {
+      this.core.drop('oversized_out', { addr: to, bytes: bytes.length })
+    } else {
+      this.core.sent(bytes.length)
+      this.out(to, bytes)
+    }
+  }
+
+  onMessage(handler: (from: string, bytes: Uint8Array) => void): void {
+    this.core.addHandler(handler)
+  }
+
+  receive(from: string, bytes: Uint8Array): void {
+    if (!this.closed) this.core.receive(from, bytes)
+  }
+
+  close(): Promise<void> {
+    this.closed = true
+    return Promise.resolve()
+  }
+
+  stats(): ReturnType<DatagramTransport['stats']> {
+    return this.core.stats()
+  }
+}
+
+export type HostFactory<T extends object> = (ctx: HostContext) => T
 
 export type HostStatus = 'running' | 'paused' | 'crashed'
 
@@ -54,8 +104,9 @@ interface TimerRecord {
 }
 
 /** One life of a host: the network endpoint and the clock of that life. */
-class Life<T extends HostHandlers> implements NetworkEndpoint {
+class Life<T extends object> implements NetworkEndpoint {
   handlers: T | null = null
+  datagrams: SimDatagramTransport | null = null
   alive = true
   paused = false
   private readonly scheduler: Scheduler
@@ -102,11 +153,12 @@ class Life<T extends HostHandlers> implements NetworkEndpoint {
   }
 
   onDatagram(from: string, bytes: Uint8Array): void {
-    this.handlers?.onDatagram(from, bytes)
+    ;(this.handlers as HostHandlers | null)?.onDatagram?.(from, bytes)
+    this.datagrams?.receive(from, bytes)
   }
 
   onRequest(from: string, bytes: Uint8Array): Uint8Array | null | Promise<Uint8Array | null> {
-    return this.handlers === null ? null : this.handlers.onRequest(from, bytes)
+    return (this.handlers as HostHandlers | null)?.onRequest?.(from, bytes) ?? null
   }
 
   private fire(id: number): void {
@@ -139,8 +191,9 @@ class Life<T extends HostHandlers> implements NetworkEndpoint {
     }
   }
 
-  end(): void {
+  end(network: SimNetwork): void {
     this.alive = false
+    network.endpointEnded(this)
     for (const record of this.timers.values()) this.scheduler.cancel(record.eventId)
     this.timers.clear()
     this.overdue = []
@@ -149,7 +202,7 @@ class Life<T extends HostHandlers> implements NetworkEndpoint {
   }
 }
 
-export class SimHost<T extends HostHandlers> {
+export class SimHost<T extends object> {
   readonly addr: string
   private readonly sim: Sim
   private readonly factory: HostFactory<T>
@@ -184,16 +237,20 @@ export class SimHost<T extends HostHandlers> {
     assert.ok(this.status === 'crashed', `${this.addr} is already running`)
     const life = new Life<T>(this.sim.scheduler)
     const network = this.sim.network
+    const send = (to: string, bytes: Uint8Array): void => {
+      if (life.alive) network.send(this.addr, to, bytes)
+    }
+    life.datagrams = new SimDatagramTransport(this.addr, send)
     const ctx: HostContext = {
       addr: this.addr,
       life: this.lives,
       startedAtMs: this.sim.now(),
       clock: life.clock,
       random: this.random.fork(),
-      send: (to, bytes) => {
-        if (life.alive) network.send(this.addr, to, bytes)
-      },
+      send,
       request: (to, bytes, signal) => network.request(this.addr, to, bytes, signal),
+      datagrams: life.datagrams,
+      streams: network.streams.transport(this.addr, life),
     }
     this.lives++
     this.current = life
@@ -214,7 +271,7 @@ export class SimHost<T extends HostHandlers> {
 
   /** Ends this life at once: no goodbye, all of its state is dropped. */
   crash(): void {
-    this.current?.end()
+    this.current?.end(this.sim.network)
   }
 
   /** Crash (if running) and start again. */
@@ -242,7 +299,7 @@ export class Sim {
   /** The simulation's own random stream (tests may draw from it for their choices). */
   readonly random: SeededRandom
   private readonly hostRandom: SeededRandom
-  private readonly hostsByAddr = new Map<string, SimHost<HostHandlers>>()
+  private readonly hostsByAddr = new Map<string, SimHost<object>>()
 
   constructor(options: SimOptions) {
     this.seed = options.seed
@@ -265,7 +322,7 @@ export class Sim {
   }
 
   /** Adds a host at `addr` and starts its first life at once. */
-  addHost<T extends HostHandlers>(addr: string, factory: HostFactory<T>): SimHost<T> {
+  addHost<T extends object>(addr: string, factory: HostFactory<T>): SimHost<T> {
     assert.ok(!this.hostsByAddr.has(addr), `a host already listens on ${addr}`)
     const host = new SimHost<T>(this, addr, factory, this.hostRandom.fork())
     this.hostsByAddr.set(addr, host)
@@ -273,13 +330,13 @@ export class Sim {
     return host
   }
 
-  host(addr: string): SimHost<HostHandlers> {
+  host(addr: string): SimHost<object> {
     const host = this.hostsByAddr.get(addr)
     assert.ok(host !== undefined, `no host at ${addr}`)
     return host
   }
 
-  hosts(): SimHost<HostHandlers>[] {
+  hosts(): SimHost<object>[] {
     return [...this.hostsByAddr.values()]
   }
 

@@ -1,34 +1,15 @@
+import type { Clock, TimerId } from '../runtime/clock.ts'
+import type { Random } from '../runtime/random.ts'
 import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, RECONNECT_STABLE_MS } from './defaults.ts'
 import { abortError, TransportError } from './errors.ts'
 import type { FramedConnection, StreamTransport } from './stream.ts'
 
-/**
- * The part of a clock that schedules: real timers in the agent, a virtual clock in simulation.
- * Shaped like membership's `Clock` (`setTimer(ms, fn)`, `clearTimer(id)`), so a Clock can be
- * passed as is. A handle is whatever `setTimer` returned.
- */
-export interface Timers {
-  setTimer(delayMs: number, callback: () => void): unknown
-  clearTimer(handle: unknown): void
-}
-
-/** Real timers, unref'd so a pending retry never keeps the process alive. */
-export const systemTimers: Timers = {
-  setTimer(delayMs, callback) {
-    const timer = setTimeout(callback, delayMs)
-    timer.unref()
-    return timer
-  },
-  clearTimer(handle) {
-    clearTimeout(handle as NodeJS.Timeout)
-  },
-}
-
 export interface ReconnectComponents {
   readonly transport: StreamTransport
-  readonly timers: Timers
-  /** Uniform in [0, 1); seeded in tests. */
-  readonly random: () => number
+  /** Retry and stability timers (systemClock's are unref'd: a pending retry keeps no process alive). */
+  readonly clock: Clock
+  /** Jitter of the backoff; seeded in tests and simulation. */
+  readonly random: Random
 }
 
 export interface ReconnectInit {
@@ -93,7 +74,7 @@ interface Waiter {
  * 4. When the signal fires: no more connects, the live connection is closed, and waiting
  *    `connection()` calls reject with ABORTED.
  *
- * All scheduling goes through the injected `timers` and `random`, so it runs on a virtual clock.
+ * All scheduling goes through the injected `clock` and `random`, so it runs on a virtual clock.
  */
 export class ReconnectingConnection {
   private readonly components: ReconnectComponents
@@ -107,8 +88,8 @@ export class ReconnectingConnection {
   private state: ReconnectState = 'idle'
   private live: FramedConnection | undefined
   private retry = 0
-  private retryTimer: unknown
-  private stableTimer: unknown
+  private retryTimer: TimerId | undefined
+  private stableTimer: TimerId | undefined
   private waiters: Waiter[] = []
   private attempts = 0
   private connects = 0
@@ -207,7 +188,7 @@ export class ReconnectingConnection {
     this.state = 'connected'
     this.live = connection
     this.connects += 1
-    this.stableTimer = this.components.timers.setTimer(this.stableMs, () => {
+    this.stableTimer = this.components.clock.setTimer(this.stableMs, () => {
       this.stableTimer = undefined
       this.retry = 0
     })
@@ -233,11 +214,11 @@ export class ReconnectingConnection {
   private scheduleRetry(error: unknown): void {
     // 2^52 * base is far past any maxMs: stop growing the exponent there.
     const ceilingMs = Math.min(this.maxMs, this.baseMs * 2 ** Math.min(this.retry, 52))
-    const delayMs = Math.floor(this.components.random() * ceilingMs)
+    const delayMs = Math.floor(this.components.random.float() * ceilingMs)
     this.onEvent({ type: 'retrying', addr: this.addr, retry: this.retry, delayMs, error })
     this.retry += 1
     this.state = 'waiting'
-    this.retryTimer = this.components.timers.setTimer(delayMs, () => {
+    this.retryTimer = this.components.clock.setTimer(delayMs, () => {
       this.attempt()
     })
   }
@@ -245,7 +226,7 @@ export class ReconnectingConnection {
   private stop(): void {
     if (this.state === 'stopped') return
     this.state = 'stopped'
-    if (this.retryTimer !== undefined) this.components.timers.clearTimer(this.retryTimer)
+    if (this.retryTimer !== undefined) this.components.clock.clearTimer(this.retryTimer)
     this.retryTimer = undefined
     this.clearStableTimer()
     this.live?.close()
@@ -256,7 +237,7 @@ export class ReconnectingConnection {
   }
 
   private clearStableTimer(): void {
-    if (this.stableTimer !== undefined) this.components.timers.clearTimer(this.stableTimer)
+    if (this.stableTimer !== undefined) this.components.clock.clearTimer(this.stableTimer)
     this.stableTimer = undefined
   }
 }

@@ -19,7 +19,8 @@ import {
   type DatagramTransport,
 } from '../../src/transport/datagram.ts'
 import { MemoryNetwork, type MemoryNetworkInit } from '../../src/transport/memory.ts'
-import type { Timers } from '../../src/transport/reconnect.ts'
+import type { Clock, TimerId } from '../../src/runtime/clock.ts'
+import type { Random } from '../../src/runtime/random.ts'
 import {
   TcpStreamTransport,
   type FramedConnection,
@@ -276,20 +277,37 @@ export function passThroughWrap(edit?: (chunk: Buffer, offset: number) => Buffer
   return { wrap, seen }
 }
 
-/** Timers on a clock that only moves when the test says so. */
-export class ManualTimers implements Timers {
+/** A fixed "random" draw, so every backoff delay is known. */
+export function fixedRandom(value: number): Random {
+  return { float: () => value, int: (n) => Math.floor(value * n) }
+}
+
+/** A clock that only moves when the test says so. */
+export class ManualTimers implements Clock {
   nowMs = 0
   private readonly timers = new Map<number, { atMs: number; callback: () => void }>()
   private nextId = 1
 
-  setTimer(delayMs: number, callback: () => void): unknown {
+  now(): number {
+    return this.nowMs
+  }
+
+  wallNow(): number {
+    return this.nowMs
+  }
+
+  defer(fn: () => void): void {
+    this.setTimer(0, fn)
+  }
+
+  setTimer(delayMs: number, callback: () => void): TimerId {
     const id = this.nextId
     this.nextId += 1
     this.timers.set(id, { atMs: this.nowMs + delayMs, callback })
     return id
   }
 
-  clearTimer(handle: unknown): void {
+  clearTimer(handle: TimerId): void {
     this.timers.delete(handle as number)
   }
 

@@ -16,6 +16,7 @@ import type { FramedConnection } from '../../src/transport/stream.ts'
 import {
   assertFrames,
   frameOf,
+  fixedRandom,
   ManualTimers,
   readFrames,
   waitFor,
@@ -36,7 +37,7 @@ export function reconnectCases(h: Harness): void {
       const abort = new AbortController()
       const events: ReconnectEvent[] = []
       const rc = new ReconnectingConnection(
-        { transport: client, timers, random: () => 0.5 },
+        { transport: client, clock: timers, random: fixedRandom(0.5) },
         {
           addr,
           signal: abort.signal,
@@ -106,7 +107,7 @@ export function reconnectCases(h: Harness): void {
       })
       const hellos: FramedConnection[] = []
       const rc = new ReconnectingConnection(
-        { transport: client, timers, random: () => 0.5 },
+        { transport: client, clock: timers, random: fixedRandom(0.5) },
         {
           addr: listener.localAddr,
           signal: abort.signal,
@@ -146,7 +147,7 @@ export function reconnectCases(h: Harness): void {
       const timers = new ManualTimers()
       const abort = new AbortController()
       const rc = new ReconnectingConnection(
-        { transport: client, timers, random: () => 0.99 },
+        { transport: client, clock: timers, random: fixedRandom(0.99) },
         { addr: await h.deadStreamAddr(t), signal: abort.signal, baseMs: BASE_MS },
       )
       rc.start()
