@@ -142,14 +142,23 @@ async function listen(api: Api, addr: string): Promise<string> {
 export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
   const log = logger.child({ subsystem: 'agent' })
   mkdirSync(dirname(config.db.path), { recursive: true })
-  const replica = Replica.open(config.db.path, {
-    synchronous: config.db.synchronous,
-    bufferCellsMax: config.replication.bufferCellsMax,
+  // The admin socket first: a second agent on the same socket (and so, usually, the same data
+  // directory) is refused before it opens anything.
+  let reload: (() => SchemaPlan) | null = null
+  const admin: NetServer = await startAdminServer(config.admin.path, async (request) => {
+    if (request.cmd !== 'reload') {
+      return Promise.resolve({ ok: false, error: `unknown admin command ${String(request.cmd)}` })
+    }
+    if (reload === null) return Promise.resolve({ ok: false, error: 'the agent is starting' })
+    return Promise.resolve({ ok: true, ...summarize(reload()) })
   })
   const cleanups: (() => Promise<void> | void)[] = [
-    () => {
-      replica.close()
-    },
+    () =>
+      new Promise<void>((resolve) => {
+        admin.close(() => {
+          resolve()
+        })
+      }),
   ]
   const stop = async (): Promise<void> => {
     for (const cleanup of cleanups.reverse()) {
@@ -162,12 +171,20 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     cleanups.length = 0
   }
   try {
-    const reload = (): SchemaPlan => {
+    const replica = Replica.open(config.db.path, {
+      synchronous: config.db.synchronous,
+      bufferCellsMax: config.replication.bufferCellsMax,
+    })
+    cleanups.push(() => {
+      replica.close()
+    })
+    const applySchema = (): SchemaPlan => {
       const plan = replica.applySchema(loadSchemaFiles(config.db.schemaPaths))
       log.info({ ...summarize(plan) }, 'schema applied')
       return plan
     }
-    if (config.db.schemaPaths.length > 0) reload()
+    if (config.db.schemaPaths.length > 0) applySchema()
+    reload = applySchema
 
     const readers = await ReaderPool.open({
       path: config.db.path,
@@ -266,19 +283,6 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       )
     }
 
-    const admin: NetServer = await startAdminServer(config.admin.path, async (request) => {
-      if (request.cmd === 'reload') return { ok: true, ...summarize(reload()) }
-      return Promise.resolve({ ok: false, error: `unknown admin command ${String(request.cmd)}` })
-    })
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          admin.close(() => {
-            resolve()
-          })
-        }),
-    )
-
     log.info(
       {
         actor_id: siteIdHex(replica.siteId),
@@ -288,7 +292,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       },
       'agent started',
     )
-    return { replica, apiUrls, metrics, node, reload, stop }
+    return { replica, apiUrls, metrics, node, reload: applySchema, stop }
   } catch (err) {
     await stop()
     throw err
