@@ -27,7 +27,7 @@ import {
 } from '../config/defaults.ts'
 import type { CommitListener, Statement } from '../crdt/replica.ts'
 import type { SubsMetrics } from '../metrics/subs-metrics.ts'
-import type { Clock } from '../runtime/clock.ts'
+import { systemClock, type Clock } from '../runtime/clock.ts'
 import type { Synchronous } from '../store/open-db.ts'
 import { CommitBatcher } from './commit-batcher.ts'
 import { messageOf, SubsError } from './errors.ts'
@@ -71,8 +71,11 @@ export interface SubscriptionsOptions {
   readonly runner: EvalRunner
   readonly metrics: SubsMetrics
   readonly logger: Logger
-  /** Every timer and timestamp of the subscriptions (`systemClock()` in the agent). */
-  readonly clock: Clock
+  /**
+   * Every timer and timestamp of the subscriptions: main.ts passes `systemClock()`, tests may
+   * pass a virtual one. Default `systemClock()` (for callers written before it, the benches).
+   */
+  readonly clock?: Clock
   /** Keys bound into one restricted evaluation; default SUBS_EVAL_KEYS_MAX (tests lower it). */
   readonly evalKeysMax?: number
 }
@@ -108,7 +111,8 @@ export class Subscriptions {
 
   private constructor(o: SubscriptionsOptions) {
     this.o = o
-    const { clock, config, metrics } = o
+    const { config, metrics } = o
+    const clock = o.clock ?? systemClock()
     this.clock = clock
     this.log = o.logger.child({ subsystem: 'subs' })
     this.metrics = metrics

@@ -2,9 +2,9 @@
  * Goal: SIGTERM ends a real `patina agent` process within the shutdown grace (SHUTDOWN_GRACE_MS)
  * whatever connections its clients keep open, after it served a subscription with rows.
  *
- * Method: `npx tsc -b`, then an agent child process on free ports (agents.ts). A row goes in
- * through `/v1/transactions`; `POST /v1/subscriptions` with `"SELECT * FROM t"` is read up to
- * its `eoq` line and aborted, as a client does that read the first lines. Node's fetch then
+ * Method: the built bin (buildAgent), an agent child process on free ports (agents.ts). A row
+ * goes in through `/v1/transactions`; `POST /v1/subscriptions` with `"SELECT * FROM t"` is read
+ * up to its `eoq` line and aborted, as a client does that read the first lines. Node's fetch then
  * holds a spare connection to the agent on which it has sent nothing yet (it opens one when a
  * stream answered `connection: close` goes away); other HTTP clients and browsers keep such
  * connections far longer than fetch's 4 s, so the test holds one itself, a raw TCP socket. Then
@@ -13,16 +13,15 @@
  * a connection holds a request cut short (only the grace ends it).
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import type { ReadableStreamReadResult } from 'node:stream/web'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { SHUTDOWN_GRACE_MS } from '../../src/config/defaults.ts'
-import { agentConfig, REPO_ROOT, startAgent, waitExit, type AgentProcess } from './agents.ts'
-import { freePort } from './ports.ts'
+import { agentConfig, buildAgent, startAgent, waitExit, type AgentProcess } from './agents.ts'
+import { freePorts } from './ports.ts'
 
 /** Time the process takes after the grace: stopping the rest of the agent, then exiting. */
 const STOP_AFTER_GRACE_MS = 4000
@@ -32,12 +31,7 @@ const agents: AgentProcess[] = []
 const sockets: Socket[] = []
 
 before(() => {
-  try {
-    execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
-  } catch (err) {
-    // Another package mid-edit in a shared tree: go on with what was emitted, if anything was.
-    if (!existsSync(join(REPO_ROOT, 'packages/agent/dist/cli/main.js'))) throw err
-  }
+  buildAgent()
 })
 
 after(() => {
@@ -56,8 +50,7 @@ async function newAgent(name: string): Promise<AgentProcess> {
     join(dir, 'schema.sql'),
     'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT);\n',
   )
-  const apiPort = await freePort()
-  const gossipPort = await freePort()
+  const [apiPort, gossipPort] = (await freePorts(2)) as [number, number]
   const cfg = join(dir, 'patina.toml')
   writeFileSync(
     cfg,
