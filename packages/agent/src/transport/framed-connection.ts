@@ -23,7 +23,7 @@ import type {
   StreamOptions,
   StreamStats,
   WrapSocket,
-} from './stream.ts'
+} from './stream-contract.ts'
 
 /** The per-connection limits, resolved from StreamOptions and the defaults. */
 export interface ConnectionLimits {
