@@ -18,13 +18,12 @@ import {
   PatinaError,
   PatinaHttpError,
   ProtocolError,
-  QueryError,
   SubscriptionGoneError,
 } from './errors.ts'
 import { readLines, TruncatedStreamError } from './ndjson.ts'
-import { makeRow, parseEvent, readColumns } from './rows.ts'
+import { decodeLine, makeRow, readColumns, streamError } from './rows.ts'
 import { encodeStatement, encodeStatements, type Statement } from './statements.ts'
-import { isGoneMessage, Subscription, type SubscriptionContext } from './subscription.ts'
+import { isGoneAnswer, Subscription, type SubscriptionContext } from './subscription.ts'
 import { link } from './signals.ts'
 import { abortError, Transport, type CallOptions, type ClientEvent } from './transport.ts'
 import { UpdateStream } from './updates.ts'
@@ -302,21 +301,17 @@ export class PatinaClient implements AsyncDisposable {
       if (stream === null) throw new ProtocolError(`${url} answered a query without a body`)
       let columns: string[] | null = null
       for await (const line of readLines(stream, this.#maxLineChars, sent.signal)) {
-        const e = parseEvent(line, this.#integers, url)
-        if ('row' in e) {
-          const r = e.row
-          if (!Array.isArray(r) || r.length !== 2) {
-            throw new ProtocolError(`${url} sent a "row" that is not [rowid, cells]`)
-          }
-          yield makeRow(columns, r[1], url) as R
-        } else if ('columns' in e) {
-          columns = readColumns(e.columns, url)
-        } else if ('eoq' in e) {
+        const e = decodeLine(line, this.#integers, url)
+        if (e.type === 'row') {
+          yield makeRow(columns, e.cells, url) as R
+        } else if (e.type === 'columns') {
+          columns = readColumns(e.columns)
+        } else if (e.type === 'eoq') {
           return
-        } else if ('error' in e) {
-          throw new QueryError(typeof e.error === 'string' ? e.error : JSON.stringify(e.error), url)
+        } else if (e.type === 'error') {
+          throw streamError(e, url)
         } else {
-          throw new ProtocolError(`${url} sent an unknown event: ${Object.keys(e).join(', ')}`)
+          throw new ProtocolError(`${url} sent a "${e.type}" event in a query`)
         }
       }
       throw new TruncatedStreamError('the stream ended before its end-of-query event')
@@ -401,17 +396,13 @@ export class PatinaClient implements AsyncDisposable {
       )
     } catch (err) {
       life.unlink()
-      if (
-        from !== null &&
-        err instanceof PatinaHttpError &&
-        (err.status === 404 || err.status === 410 || isGoneMessage(err.message))
-      ) {
+      if (from !== null && err instanceof PatinaHttpError && isGoneAnswer(err)) {
         throw new SubscriptionGoneError(
           `${err.url} cannot resume this subscription from change ${from} (${err.message}); ` +
             'subscribe again without `from` and rebuild from the fresh rows',
           null,
           from,
-          { cause: err },
+          { cause: err, agentCode: err.agentCode },
         )
       }
       throw err
@@ -452,14 +443,9 @@ export class PatinaClient implements AsyncDisposable {
       const stream = sent.response.body
       if (stream === null) throw new ProtocolError(`${sent.url} answered without a body`)
       for await (const line of readLines(stream, this.#maxLineChars, sent.signal)) {
-        const e = parseEvent(line, this.#integers, sent.url)
-        if ('columns' in e) return readColumns(e.columns, sent.url)
-        if ('error' in e) {
-          throw new QueryError(
-            typeof e.error === 'string' ? e.error : JSON.stringify(e.error),
-            sent.url,
-          )
-        }
+        const e = decodeLine(line, this.#integers, sent.url)
+        if (e.type === 'columns') return readColumns(e.columns)
+        if (e.type === 'error') throw streamError(e, sent.url)
         break
       }
       throw new ProtocolError(`${sent.url} did not start a subscription with its columns`)

@@ -1,8 +1,17 @@
 /**
  * Every error the client throws. Each class has a stable `code` (switch on it, or use
  * `instanceof`), a `name` that survives minification, and keeps what caused it in `cause`.
+ * An error the agent reported also has `agentCode`: the agent's own code (docs/api.md, e.g.
+ * `SQL_ERROR`, `RESUME_GONE`), or null when it sent none (Corrosion, a proxy). The client
+ * chooses the class from the agent's code and the HTTP status, never from the message.
  * The table of codes is in docs/client.md.
  */
+
+/** Options of the errors the agent reported: what caused it, and the agent's code. */
+export interface AgentErrorOptions extends ErrorOptions {
+  /** The `code` of the agent's error body or event; null or absent when it sent none. */
+  readonly agentCode?: string | null
+}
 
 /** The base class: `err instanceof PatinaError` catches everything the client throws. */
 export abstract class PatinaError extends Error {
@@ -46,19 +55,22 @@ export class PatinaHttpError extends PatinaError {
   readonly url: string
   /** From a `Retry-After` header, when the agent sent one. */
   readonly retryAfterMs: number | null
+  /** The agent's code (docs/api.md), e.g. `SQL_ERROR`; null when it sent none. */
+  readonly agentCode: string | null
 
   constructor(
     status: number,
     message: string,
     url: string,
     retryAfterMs: number | null = null,
-    options?: ErrorOptions,
+    options?: AgentErrorOptions,
   ) {
     super(message, options)
     this.status = status
     this.code = httpCode(status)
     this.url = url
     this.retryAfterMs = retryAfterMs
+    this.agentCode = options?.agentCode ?? null
   }
 }
 
@@ -83,7 +95,7 @@ export class TransactionError extends PatinaHttpError {
     message: string,
     url: string,
     results: readonly FailedStatementResult[],
-    options?: ErrorOptions,
+    options?: AgentErrorOptions,
   ) {
     super(status, message, url, null, options)
     this.results = results
@@ -168,9 +180,9 @@ export class InvalidStatementError extends PatinaError {
 }
 
 /**
- * The agent reported an error inside a stream (an `{"error": "..."}` line): a query that failed
- * after its first rows, a subscription or update stream the agent ended. `message` is the
- * agent's.
+ * The agent reported an error inside a stream (an `{"error": "...", "code": "..."}` line): a
+ * query that failed after its first rows, a subscription or update stream the agent ended.
+ * `message` is the agent's, `agentCode` its code (e.g. `QUERY_TIMEOUT`, `AGENT_CLOSING`).
  */
 export class QueryError extends PatinaError {
   static {
@@ -178,10 +190,13 @@ export class QueryError extends PatinaError {
   }
   readonly code = 'QUERY_FAILED'
   readonly url: string
+  /** The agent's code (docs/api.md); null when it sent none. */
+  readonly agentCode: string | null
 
-  constructor(message: string, url: string, options?: ErrorOptions) {
+  constructor(message: string, url: string, options?: AgentErrorOptions) {
     super(message, options)
     this.url = url
+    this.agentCode = options?.agentCode ?? null
   }
 }
 
@@ -206,16 +221,19 @@ export class SubscriptionGoneError extends PatinaError {
   readonly code = 'SUBSCRIPTION_GONE'
   readonly id: string | null
   readonly lastChangeId: number | null
+  /** The agent's code that said so (`RESUME_GONE`, ...); null when the client found the gap. */
+  readonly agentCode: string | null
 
   constructor(
     message: string,
     id: string | null,
     lastChangeId: number | null,
-    options?: ErrorOptions,
+    options?: AgentErrorOptions,
   ) {
     super(message, options)
     this.id = id
     this.lastChangeId = lastChangeId
+    this.agentCode = options?.agentCode ?? null
   }
 }
 

@@ -1,4 +1,5 @@
-/** Lines of an NDJSON response body (a web ReadableStream), decoded as UTF-8. */
+/** Lines of an NDJSON response body (a web ReadableStream), split by @patina/protocol. */
+import { LineSplitter, WireFormatError } from '@patina/protocol'
 import { ProtocolError } from './errors.ts'
 
 /** The body ended in the middle of a line: the connection was cut. */
@@ -10,7 +11,7 @@ export class TruncatedStreamError extends Error {
 
 /**
  * Yields each non-empty line of `body`. A body that ends without a final newline was cut off:
- * TruncatedStreamError.
+ * TruncatedStreamError. A line over `maxLineChars`: ProtocolError.
  * Returning early (break) cancels the body, which releases the connection.
  */
 export async function* readLines(
@@ -19,34 +20,30 @@ export async function* readLines(
   signal?: AbortSignal,
 ): AsyncGenerator<string, void, undefined> {
   const reader = body.getReader()
-  const decoder = new TextDecoder()
-  let buffer = ''
+  const splitter = new LineSplitter(maxLineChars)
   let finished = false
   try {
     for (;;) {
       const { done, value } = await reader.read()
       if (done) break
-      buffer += decoder.decode(value, { stream: true })
-      let start = 0
-      for (;;) {
-        const end = buffer.indexOf('\n', start)
-        if (end === -1) break
-        const line = buffer.slice(start, end).trim()
-        start = end + 1
+      let lines: string[]
+      try {
+        lines = splitter.push(value)
+      } catch (err) {
+        if (err instanceof WireFormatError) throw new ProtocolError(err.message, { cause: err })
+        throw err
+      }
+      for (const line of lines) {
         // Lines already read must not outlive an abort.
         signal?.throwIfAborted()
-        if (line !== '') yield line
-      }
-      buffer = start === 0 ? buffer : buffer.slice(start)
-      if (buffer.length > maxLineChars) {
-        throw new ProtocolError(`an NDJSON line is longer than ${maxLineChars} characters`)
+        yield line
       }
     }
-    buffer += decoder.decode()
     finished = true
-    if (buffer.trim() !== '') {
+    const rest = splitter.end()
+    if (rest !== '') {
       throw new TruncatedStreamError(
-        `the stream ended in the middle of a line: ${buffer.slice(0, 200)}`,
+        `the stream ended in the middle of a line: ${rest.slice(0, 200)}`,
       )
     }
   } finally {

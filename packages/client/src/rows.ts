@@ -1,31 +1,27 @@
-/** NDJSON events of the query routes, parsed and turned into typed rows. */
-import { InvalidStatementError, ProtocolError } from './errors.ts'
-import { decodeCell, parseJson, type IntegerMode, type JsonValue, type SqlValue } from './values.ts'
+/** NDJSON events of the streaming routes, decoded by @patina/protocol, and typed rows. */
+import { decodeEvent, WireFormatError, type WireEvent } from '@patina/protocol'
+import { InvalidStatementError, ProtocolError, QueryError } from './errors.ts'
+import type { IntegerMode, SqlValue } from './values.ts'
 
-export type JsonObject = { [key: string]: JsonValue }
-
-/** One NDJSON line as an object; ProtocolError if it is not JSON or not an object. */
-export function parseEvent(line: string, integers: IntegerMode, url: string): JsonObject {
-  let v: JsonValue
+/** One NDJSON line as its event; ProtocolError (naming `url`) if it is not a valid event. */
+export function decodeLine(line: string, integers: IntegerMode, url: string): WireEvent {
   try {
-    v = parseJson(line, integers)
+    return decodeEvent(line, integers)
   } catch (err) {
-    throw new ProtocolError(`${url} sent a line that is not JSON: ${line.slice(0, 200)}`, {
-      cause: err,
-    })
+    if (err instanceof WireFormatError) {
+      throw new ProtocolError(`${url} sent ${err.message}`, { cause: err })
+    }
+    throw err
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new ProtocolError(`${url} sent a line that is not a JSON object: ${line.slice(0, 200)}`)
-  }
-  return v
+}
+
+/** The QueryError for an error event: the agent's message and code. */
+export function streamError(e: { error: string; code: string | null }, url: string): QueryError {
+  return new QueryError(e.error, url, { agentCode: e.code })
 }
 
 /** The column names of a `columns` event; refuses duplicates (rows are keyed by name). */
-export function readColumns(v: JsonValue | undefined, url: string): string[] {
-  if (!Array.isArray(v) || !v.every((c) => typeof c === 'string')) {
-    throw new ProtocolError(`${url} sent "columns" that is not an array of names`)
-  }
-  const names: string[] = v
+export function readColumns(names: readonly string[]): string[] {
   const seen = new Set<string>()
   for (const name of names) {
     if (seen.has(name)) {
@@ -37,25 +33,25 @@ export function readColumns(v: JsonValue | undefined, url: string): string[] {
     }
     seen.add(name)
   }
-  return names
+  return [...names]
 }
 
 /** A row object from the cells of a `row` or `change` event, in column order. */
 export function makeRow(
   columns: readonly string[] | null,
-  cells: JsonValue | undefined,
+  cells: readonly SqlValue[],
   url: string,
 ): Record<string, SqlValue> {
   if (columns === null) throw new ProtocolError(`${url} sent a row before its columns`)
-  if (!Array.isArray(cells) || cells.length !== columns.length) {
+  if (cells.length !== columns.length) {
     throw new ProtocolError(
-      `${url} sent a row with ${Array.isArray(cells) ? cells.length : 'no'} cells for ${columns.length} columns`,
+      `${url} sent a row with ${cells.length} cells for ${columns.length} columns`,
     )
   }
   const row: Record<string, SqlValue> = {}
   for (let i = 0; i < columns.length; i++) {
     const name = columns[i] as string
-    const value = decodeCell(cells[i] ?? null, `column "${name}"`)
+    const value = cells[i] as SqlValue
     if (name === '__proto__') {
       Object.defineProperty(row, name, {
         value,

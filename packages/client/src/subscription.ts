@@ -14,18 +14,22 @@
  *   4. Resume attempts wait a backoff with full jitter (resume.baseDelayMs doubling up to
  *      resume.maxDelayMs); after resume.attempts failures in a row it throws ResumeError. The
  *      count starts over once a resumed stream delivers an event.
- *   5. 404 or 410 on resume, or an error saying the changes are gone (the agent keeps a bounded
- *      history), throws SubscriptionGoneError: subscribe again without `from`.
- *   5a. An error event that says "resume with from=N" (the agent cut this listener for falling
- *      behind, or is shutting down) ends the stream like a disconnect: resumed per 1-4. Any
- *      other error event (the subscription failed on the agent) throws QueryError. An error
- *      event is not progress: it does not start the attempt count over.
+ *   5. 404 or 410 on resume, or an error whose code says the subscription or its history is
+ *      gone (`RESUME_GONE`, `SUBSCRIPTION_NOT_FOUND`: the agent keeps a bounded history),
+ *      throws SubscriptionGoneError: subscribe again without `from`.
+ *   5a. An error event whose code is resumable (`LISTENER_TOO_SLOW`: the agent cut this
+ *      listener for falling behind; `AGENT_CLOSING`: it is shutting down) ends the stream like
+ *      a disconnect: resumed per 1-4. Any other error event (the subscription failed on the
+ *      agent, or an agent that sends no code) throws QueryError. An error event is not
+ *      progress: it does not start the attempt count over. Only codes decide: never the
+ *      message.
  *   6. `close()`, `client.close()` or leaving the loop ends the iteration quietly; the call's
  *      `signal` makes it throw AbortError.
  *   7. A stream resumed with `from` has no `columns` event (as in Corrosion); the columns come
  *      from before the disconnect, or, for `subscribe(sql, { from })`, from the `columns`
  *      option or a `skip_rows=true` request that reads just the columns.
  */
+import { isGone, isResumable, type ChangeType, type WireEvent } from '@patina/protocol'
 import {
   InvalidStatementError,
   PatinaHttpError,
@@ -36,12 +40,12 @@ import {
   ClientClosedError,
 } from './errors.ts'
 import { readLines } from './ndjson.ts'
-import { makeRow, parseEvent, readColumns, type JsonObject } from './rows.ts'
+import { decodeLine, makeRow, readColumns, streamError } from './rows.ts'
 import { backoffMs, sleep, type Linked } from './signals.ts'
 import { abortError, type ClientEvent, type Sent, type Transport } from './transport.ts'
-import { describeJson, toCount, toNumber, type IntegerMode, type Row } from './values.ts'
+import type { IntegerMode, Row } from './values.ts'
 
-export type ChangeType = 'insert' | 'update' | 'delete'
+export type { ChangeType }
 
 /** What a subscription yields; a union on `type`. */
 export type SubscriptionEvent<R = Row> =
@@ -76,22 +80,9 @@ export interface SubscriptionContext {
 /** The reason a subscription's own close() aborts with: ends the iteration quietly. */
 class SubscriptionClosed extends Error {}
 
-const GONE_MESSAGE =
-  /older changes|no existing subscription|could not find subscription|refetch|no longer/i
-
-export function isGoneMessage(message: string): boolean {
-  return GONE_MESSAGE.test(message)
-}
-
-/**
- * The agent's error events after which the same subscription can go on from the last change id
- * received (packages/agent/src/subs/subscriptions.ts): "listener fell behind by more than N
- * changes ...; resume with from=..." and "the agent is shutting down; resume with from=N".
- */
-const RESUMABLE_MESSAGE = /resume with from=/i
-
-export function isResumableMessage(message: string): boolean {
-  return RESUMABLE_MESSAGE.test(message) && !isGoneMessage(message)
+/** Whether an answer to (re)subscribing says the subscription or its history is gone. */
+export function isGoneAnswer(err: PatinaHttpError): boolean {
+  return err.status === 404 || err.status === 410 || isGone(err.agentCode)
 }
 
 /**
@@ -203,10 +194,10 @@ export class Subscription<R = Row> implements AsyncIterable<SubscriptionEvent<R>
         try {
           if (body === null) throw new ProtocolError(`${sent.url} answered without a body`)
           for await (const line of readLines(body, this.#ctx.maxLineChars, sent.signal)) {
-            const parsed = parseEvent(line, this.#ctx.integers, sent.url)
+            const parsed = decodeLine(line, this.#ctx.integers, sent.url)
             // An error event is not progress: an agent that answers every resume with one must
             // not keep the attempt count at zero (the resume would never give up).
-            if (!('error' in parsed)) this.#attempts = 0
+            if (parsed.type !== 'error') this.#attempts = 0
             const event = this.#handle(parsed, sent.url)
             if (event !== null) yield event
           }
@@ -234,7 +225,7 @@ export class Subscription<R = Row> implements AsyncIterable<SubscriptionEvent<R>
   #resumable(err: unknown): boolean {
     // The agent ended the stream: only its resumable reasons are resumed (#reconnect then
     // decides whether there is a position to resume from); a failed subscription is thrown.
-    if (err instanceof QueryError) return isResumableMessage(err.message)
+    if (err instanceof QueryError) return isResumable(err.agentCode)
     if (
       err instanceof SubscriptionGoneError ||
       err instanceof ProtocolError ||
@@ -247,83 +238,62 @@ export class Subscription<R = Row> implements AsyncIterable<SubscriptionEvent<R>
   }
 
   /** One event from the wire: the event to yield, null to skip it, or a thrown error. */
-  #handle(e: JsonObject, url: string): SubscriptionEvent<R> | null {
-    if ('change' in e) {
-      const c = e.change
-      if (!Array.isArray(c) || c.length !== 4) {
-        throw new ProtocolError(
-          `${url} sent a "change" that is not [type, rowid, cells, change_id]`,
-        )
+  #handle(e: WireEvent, url: string): SubscriptionEvent<R> | null {
+    switch (e.type) {
+      case 'change': {
+        const { changeId } = e
+        const last = this.#lastChangeId
+        if (last !== null) {
+          if (changeId <= last) return null
+          if (changeId !== last + 1) {
+            throw new SubscriptionGoneError(
+              `subscription ${this.id} on ${this.agent} skipped from change ${last} to ${changeId}: ` +
+                'changes are missing, so its state cannot be kept exact; subscribe again without ' +
+                '`from` and rebuild from the fresh rows',
+              this.id,
+              last,
+            )
+          }
+        }
+        const row = makeRow(this.#columns, e.cells, url) as R
+        this.#lastChangeId = changeId
+        return { type: 'change', changeType: e.changeType, rowId: e.rowid, row, changeId }
       }
-      const [type, rowid, cells, cid] = c
-      if (type !== 'insert' && type !== 'update' && type !== 'delete') {
-        throw new ProtocolError(`${url} sent a change of unknown type ${describeJson(type)}`)
+      case 'row': {
+        const row = makeRow(this.#columns, e.cells, url) as R
+        this.#rowsDelivered++
+        return { type: 'row', rowId: e.rowid, row }
       }
-      const changeId = toCount(cid, 'change id')
-      const last = this.#lastChangeId
-      if (last !== null) {
-        if (changeId <= last) return null
-        if (changeId !== last + 1) {
-          throw new SubscriptionGoneError(
-            `subscription ${this.id} on ${this.agent} skipped from change ${last} to ${changeId}: ` +
-              'changes are missing, so its state cannot be kept exact; subscribe again without ' +
-              '`from` and rebuild from the fresh rows',
-            this.id,
-            last,
+      case 'columns': {
+        const columns = readColumns(e.columns)
+        if (this.#columns !== null) {
+          if (columns.join('\u0000') === this.#columns.join('\u0000')) return null
+          throw new ProtocolError(
+            `subscription ${this.id}: the columns changed on resume (${this.#columns.join(', ')} -> ` +
+              `${columns.join(', ')})`,
           )
         }
+        this.#columns = columns
+        return { type: 'columns', columns }
       }
-      const row = makeRow(this.#columns, cells, url) as R
-      this.#lastChangeId = changeId
-      return { type: 'change', changeType: type, rowId: toCount(rowid, 'row id'), row, changeId }
+      case 'eoq':
+        if (e.changeId !== null) this.#lastChangeId = e.changeId
+        return { type: 'eoq', time: e.time, changeId: e.changeId }
+      case 'error':
+        if (isGone(e.code)) {
+          throw new SubscriptionGoneError(
+            `subscription ${this.id} on ${this.agent} cannot resume from change ` +
+              `${String(this.#lastChangeId)} (${e.error}); subscribe again without \`from\` and ` +
+              'rebuild from the fresh rows',
+            this.id,
+            this.#lastChangeId,
+            { agentCode: e.code },
+          )
+        }
+        throw streamError(e, url)
+      case 'notify':
+        throw new ProtocolError(`${url} sent a "notify" event in a subscription`)
     }
-    if ('row' in e) {
-      const r = e.row
-      if (!Array.isArray(r) || r.length !== 2) {
-        throw new ProtocolError(`${url} sent a "row" that is not [rowid, cells]`)
-      }
-      const row = makeRow(this.#columns, r[1], url) as R
-      this.#rowsDelivered++
-      return { type: 'row', rowId: toCount(r[0], 'row id'), row }
-    }
-    if ('columns' in e) {
-      const columns = readColumns(e.columns, url)
-      if (this.#columns !== null) {
-        if (columns.join('\u0000') === this.#columns.join('\u0000')) return null
-        throw new ProtocolError(
-          `subscription ${this.id}: the columns changed on resume (${this.#columns.join(', ')} -> ` +
-            `${columns.join(', ')})`,
-        )
-      }
-      this.#columns = columns
-      return { type: 'columns', columns }
-    }
-    if ('eoq' in e) {
-      const eoq = e.eoq
-      if (typeof eoq !== 'object' || eoq === null || Array.isArray(eoq)) {
-        throw new ProtocolError(`${url} sent an "eoq" that is not an object`)
-      }
-      const changeId =
-        eoq.change_id === undefined || eoq.change_id === null
-          ? null
-          : toCount(eoq.change_id, 'change id')
-      if (changeId !== null) this.#lastChangeId = changeId
-      return { type: 'eoq', time: toNumber(eoq.time ?? 0, 'eoq time'), changeId }
-    }
-    if ('error' in e) {
-      const message = typeof e.error === 'string' ? e.error : JSON.stringify(e.error)
-      if (isGoneMessage(message)) {
-        throw new SubscriptionGoneError(
-          `subscription ${this.id} on ${this.agent} cannot resume from change ` +
-            `${String(this.#lastChangeId)} (${message}); subscribe again without \`from\` and ` +
-            'rebuild from the fresh rows',
-          this.id,
-          this.#lastChangeId,
-        )
-      }
-      throw new QueryError(message, url)
-    }
-    throw new ProtocolError(`${url} sent an unknown event: ${Object.keys(e).join(', ')}`)
   }
 
   /** Opens the subscription again on its agent, per the resume rules; throws when it cannot. */
@@ -374,13 +344,13 @@ export class Subscription<R = Row> implements AsyncIterable<SubscriptionEvent<R>
       } catch (err) {
         if (this.#life.signal.aborted) throw err
         if (err instanceof PatinaHttpError) {
-          if (err.status === 404 || err.status === 410 || isGoneMessage(err.message)) {
+          if (isGoneAnswer(err)) {
             throw new SubscriptionGoneError(
               `subscription ${this.id} is gone from ${this.agent} (${err.message}); subscribe ` +
                 'again without `from` and rebuild from the fresh rows',
               this.id,
               from,
-              { cause: err },
+              { cause: err, agentCode: err.agentCode },
             )
           }
           if (err.status < 500 && err.status !== 408 && err.status !== 429) {

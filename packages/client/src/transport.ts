@@ -28,6 +28,7 @@ import {
   type EndpointFailure,
   type FailedStatementResult,
 } from './errors.ts'
+import { JSON_TYPE, RETRY_AFTER_HEADER } from '@patina/protocol'
 import { backoffMs, link, sleep, unref } from './signals.ts'
 import { parseJson } from './values.ts'
 
@@ -124,6 +125,29 @@ interface ErrorLike {
 }
 
 /**
+ * Ports fetch refuses to connect to (the Fetch standard's "bad port" list): a fetch to one of
+ * them fails before anything is sent.
+ */
+const BAD_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102,
+  103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465,
+  512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993,
+  995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668,
+  6669, 6679, 6697, 10080,
+])
+
+/** Whether fetch refuses `url` for its port, so a failed fetch to it sent nothing. */
+export function isBadPort(url: string): boolean {
+  try {
+    const port = new URL(url).port
+    return port !== '' && BAD_PORTS.has(Number(port))
+  } catch {
+    // Not a URL: fetch refuses it before sending anything too (ERR_INVALID_URL).
+    return true
+  }
+}
+
+/**
  * Whether a fetch failure certainly happened before the request was sent. Only Node (undici)
  * says why fetch failed; a browser's bare "Failed to fetch" counts as "may have been sent".
  */
@@ -135,7 +159,6 @@ export function certainlyNotSent(err: unknown): boolean {
       // Several addresses tried (happy eyeballs): all must have failed to connect.
       return e.errors.every((x) => certainlyNotSent(x))
     }
-    if (e.message === 'bad port') return true
     e = e.cause as ErrorLike | null | undefined
   }
   return false
@@ -176,9 +199,12 @@ export function parseRetryAfter(value: string | null): number | null {
 /** Longest error body kept in a message: a proxy's HTML page would drown it. */
 const ERROR_TEXT_MAX_CHARS = 2000
 
-/** The error for a non-2xx answer: the agent's `{"error": ...}` message, or the status line. */
+/**
+ * The error for a non-2xx answer: the agent's `{"error": ..., "code": ...}` message and code,
+ * or the status line.
+ */
 async function httpError(res: Response, url: string, kind: RequestSpec['kind']) {
-  const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'))
+  const retryAfterMs = parseRetryAfter(res.headers.get(RETRY_AFTER_HEADER))
   let text = ''
   try {
     text = await res.text()
@@ -187,10 +213,12 @@ async function httpError(res: Response, url: string, kind: RequestSpec['kind']) 
   }
   let message = `HTTP ${res.status} ${res.statusText}`.trim()
   let results: FailedStatementResult[] | null = null
+  let agentCode: string | null = null
   try {
     const body = parseJson(text)
     if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
       if (typeof body.error === 'string') message = body.error
+      if (typeof body.code === 'string') agentCode = body.code
       if (Array.isArray(body.results)) {
         results = body.results.map((r) => ({
           error:
@@ -205,9 +233,9 @@ async function httpError(res: Response, url: string, kind: RequestSpec['kind']) 
     if (text.trim() !== '') message += `: ${text.trim().slice(0, ERROR_TEXT_MAX_CHARS)}`
   }
   if (kind === 'transaction' && results !== null && (res.status === 400 || res.status === 500)) {
-    return new TransactionError(res.status, message, url, results)
+    return new TransactionError(res.status, message, url, results, { agentCode })
   }
-  return new PatinaHttpError(res.status, message, url, retryAfterMs)
+  return new PatinaHttpError(res.status, message, url, retryAfterMs, { agentCode })
 }
 
 export class Transport {
@@ -309,7 +337,7 @@ export class Transport {
       unref(timer)
     }
     const headers: Record<string, string> = { ...this.#o.headers }
-    if (spec.body !== undefined) headers['content-type'] = 'application/json'
+    if (spec.body !== undefined) headers['content-type'] = JSON_TYPE
     let res: Response
     try {
       const init: RequestInit = { method: spec.method, headers, signal: attempt.signal }
@@ -322,7 +350,7 @@ export class Transport {
       const reason: unknown = attempt.signal.reason
       const error = reason instanceof TimeoutError ? reason : toError(err)
       pool.markDown(endpoint, null)
-      if (reason instanceof TimeoutError || !certainlyNotSent(err)) {
+      if (reason instanceof TimeoutError || !(certainlyNotSent(err) || isBadPort(endpoint.url))) {
         if (spec.kind === 'transaction') {
           throw new OutcomeUnknownError(
             `the transaction was sent to ${endpoint.url} but no answer came back ` +

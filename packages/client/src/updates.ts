@@ -6,10 +6,10 @@
  */
 import { ClientClosedError, ConnectionError, ProtocolError, QueryError } from './errors.ts'
 import { readLines } from './ndjson.ts'
-import { parseEvent } from './rows.ts'
+import { decodeLine, streamError } from './rows.ts'
 import type { Linked } from './signals.ts'
 import { abortError, type Sent } from './transport.ts'
-import { decodeCell, type IntegerMode, type SqlValue } from './values.ts'
+import type { IntegerMode, SqlValue } from './values.ts'
 
 /** A row of the table was inserted or updated (`update`), or deleted (`delete`). */
 export interface UpdateEvent<K extends readonly SqlValue[] = SqlValue[]> {
@@ -87,20 +87,13 @@ export class UpdateStream<K extends readonly SqlValue[] = SqlValue[]>
     try {
       if (response.body === null) throw new ProtocolError(`${url} answered without a body`)
       for await (const line of readLines(response.body, this.#maxLineChars, this.#first.signal)) {
-        const e = parseEvent(line, this.#integers, url)
-        if ('notify' in e) {
-          const n = e.notify
-          if (!Array.isArray(n) || n.length !== 2 || (n[0] !== 'update' && n[0] !== 'delete')) {
-            throw new ProtocolError(`${url} sent a "notify" that is not ["update"|"delete", [pk]]`)
-          }
-          const pk = n[1]
-          if (!Array.isArray(pk))
-            throw new ProtocolError(`${url} sent a primary key that is not an array`)
-          yield { type: n[0], pk: pk.map((v, i) => decodeCell(v, `pk ${i + 1}`)) as unknown as K }
-        } else if ('error' in e) {
-          throw new QueryError(typeof e.error === 'string' ? e.error : JSON.stringify(e.error), url)
+        const e = decodeLine(line, this.#integers, url)
+        if (e.type === 'notify') {
+          yield { type: e.notifyType, pk: e.pk as unknown as K }
+        } else if (e.type === 'error') {
+          throw streamError(e, url)
         } else {
-          throw new ProtocolError(`${url} sent an unknown event: ${Object.keys(e).join(', ')}`)
+          throw new ProtocolError(`${url} sent a "${e.type}" event in an update stream`)
         }
       }
       throw new Error(`${url} ended the stream`)

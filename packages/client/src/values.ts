@@ -1,5 +1,6 @@
 /**
- * SQLite values in and out of JSON text, without losing their type.
+ * SQLite values in and out of JSON text, without losing their type (the codec is
+ * @patina/protocol's; this file adds the client's rules for parameters).
  *
  * Decoding (what rows hold), with `integers: 'auto'` (the default):
  *   1. INTEGER -> `number` when it is a safe integer (|n| <= 2^53 - 1, `Number.MAX_SAFE_INTEGER`),
@@ -18,16 +19,21 @@
  * arrays of bytes (BLOB); `boolean` binds as 1/0; `string` and `null` as themselves. Anything
  * else is refused before sending, with a message that says what to pass instead.
  */
+import {
+  decodeValue,
+  formatReal,
+  parseJson as parseWire,
+  type IntegerMode,
+  type JsonValue,
+  type SqlValue,
+} from '@patina/protocol'
 import { InvalidStatementError, ProtocolError } from './errors.ts'
 
 /** A value SQLite stores, as the client gives it back. */
-export type SqlValue = null | number | bigint | string | Uint8Array
+export type { SqlValue }
 
 /** A row keyed by column name. */
 export type Row = Record<string, SqlValue>
-
-/** How INTEGER values decode: `auto` (number when safe, bigint beyond) or always `bigint`. */
-export type IntegerMode = 'auto' | 'bigint'
 
 /** A number that must bind as REAL even when it has no fraction: `real(1)` is sent as `1.0`. */
 export class Real {
@@ -55,8 +61,7 @@ function realText(n: number, where: string): string {
       `${where}: ${String(n)} cannot be sent (JSON has no NaN or infinities)`,
     )
   }
-  const s = String(n)
-  return /[.eE]/.test(s) ? s : `${s}.0`
+  return formatReal(n)
 }
 
 function bytesText(bytes: Uint8Array): string {
@@ -119,164 +124,20 @@ export function encodeParam(v: unknown, where: string): string {
   throw new InvalidStatementError(`${where}: ${describe(v)} is not a SQL value`)
 }
 
-/** A value parsed from JSON text, integers as number/bigint per the mode. */
-export type JsonValue =
-  null | boolean | number | bigint | string | JsonValue[] | { [key: string]: JsonValue }
+export type { IntegerMode, JsonValue }
 
-/** Matches any run of 16+ digits: only such a number can be an integer beyond 2^53. */
-const LONG_DIGITS = /\d{16}/
-const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y
-const WHITESPACE = /[ \t\n\r]*/y
-
-class Parser {
-  pos = 0
-  readonly text: string
-  readonly bigints: boolean
-
-  constructor(text: string, bigints: boolean) {
-    this.text = text
-    this.bigints = bigints
-  }
-
-  fail(what: string): never {
-    throw new SyntaxError(`${what} at position ${this.pos}`)
-  }
-
-  skip(): void {
-    WHITESPACE.lastIndex = this.pos
-    WHITESPACE.exec(this.text)
-    this.pos = WHITESPACE.lastIndex
-  }
-
-  value(): JsonValue {
-    this.skip()
-    const c = this.text[this.pos]
-    if (c === '{') return this.object()
-    if (c === '[') return this.array()
-    if (c === '"') return this.string()
-    if (c === 't') return this.literal('true', true)
-    if (c === 'f') return this.literal('false', false)
-    if (c === 'n') return this.literal('null', null)
-    return this.number()
-  }
-
-  literal<T>(word: string, v: T): T {
-    if (!this.text.startsWith(word, this.pos)) this.fail('unexpected token')
-    this.pos += word.length
-    return v
-  }
-
-  number(): number | bigint {
-    NUMBER.lastIndex = this.pos
-    const m = NUMBER.exec(this.text)
-    if (m === null) this.fail('unexpected token')
-    this.pos = NUMBER.lastIndex
-    const token = m[0]
-    if (m[1] !== undefined || m[2] !== undefined) return Number(token)
-    if (this.bigints) return BigInt(token)
-    const n = Number(token)
-    return Number.isSafeInteger(n) ? n : BigInt(token)
-  }
-
-  string(): string {
-    const start = this.pos
-    let i = start + 1
-    let escaped = false
-    for (;;) {
-      const c = this.text.charCodeAt(i)
-      if (Number.isNaN(c)) this.fail('unterminated string')
-      if (c === 0x5c) {
-        escaped = true
-        i += 2
-        continue
-      }
-      if (c === 0x22) break
-      i++
-    }
-    this.pos = i + 1
-    const raw = this.text.slice(start, i + 1)
-    return escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1)
-  }
-
-  array(): JsonValue[] {
-    this.pos++
-    const out: JsonValue[] = []
-    this.skip()
-    if (this.text[this.pos] === ']') {
-      this.pos++
-      return out
-    }
-    for (;;) {
-      out.push(this.value())
-      this.skip()
-      const c = this.text[this.pos++]
-      if (c === ']') return out
-      if (c !== ',') this.fail('expected , or ]')
-    }
-  }
-
-  object(): { [key: string]: JsonValue } {
-    this.pos++
-    const out: { [key: string]: JsonValue } = {}
-    this.skip()
-    if (this.text[this.pos] === '}') {
-      this.pos++
-      return out
-    }
-    for (;;) {
-      this.skip()
-      if (this.text[this.pos] !== '"') this.fail('expected a string key')
-      const key = this.string()
-      this.skip()
-      if (this.text[this.pos++] !== ':') this.fail('expected :')
-      const v = this.value()
-      // Own data property even for "__proto__", as JSON.parse does.
-      Object.defineProperty(out, key, {
-        value: v,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      })
-      this.skip()
-      const c = this.text[this.pos++]
-      if (c === '}') return out
-      if (c !== ',') this.fail('expected , or }')
-    }
-  }
-}
-
-/**
- * Parses JSON text keeping integers exact: `integers: 'auto'` gives a bigint only for an integer
- * beyond 2^53, `'bigint'` for every integer. Lines with no run of 16 digits take `JSON.parse`
- * (nothing in them can exceed 2^53), so the common case costs what JSON.parse costs.
- */
+/** Parses JSON text keeping integers exact; `auto` by default (number when safe). */
 export function parseJson(text: string, integers: IntegerMode = 'auto'): JsonValue {
-  if (integers === 'auto' && !LONG_DIGITS.test(text)) return JSON.parse(text) as JsonValue
-  const p = new Parser(text, integers === 'bigint')
-  const v = p.value()
-  p.skip()
-  if (p.pos !== text.length) p.fail('unexpected text after the value')
-  return v
+  return parseWire(text, integers)
 }
 
 /** A cell from the wire as the value the caller gets (rules in this file's header). */
 export function decodeCell(v: JsonValue, where: string): SqlValue {
-  if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint') {
-    return v
+  try {
+    return decodeValue(v, where)
+  } catch (err) {
+    throw new ProtocolError(err instanceof Error ? err.message : String(err), { cause: err })
   }
-  if (Array.isArray(v)) {
-    const bytes = new Uint8Array(v.length)
-    for (let i = 0; i < v.length; i++) {
-      const b = v[i]
-      const n = typeof b === 'bigint' ? Number(b) : b
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 255) {
-        throw new ProtocolError(`${where}: a blob must be an array of bytes 0..255`)
-      }
-      bytes[i] = n
-    }
-    return bytes
-  }
-  throw new ProtocolError(`${where}: ${typeof v} is not a SQL value`)
 }
 
 /** A count or id from the wire (row id, change id, version) as a number; exact or refused. */

@@ -8,7 +8,7 @@
  * error event (a failed subscription) is QueryError at once, without a resume.
  *
  * Method: the real client against a real node:http server (helpers/http-server.ts) that speaks
- * the agent's subscription protocol and writes the agent's exact error texts
+ * the agent's subscription protocol and writes the agent's exact error texts and codes
  * (packages/agent/src/subs/subscriptions.ts and streams.ts). Delays are scaled down (resume
  * base 10 ms).
  */
@@ -60,7 +60,8 @@ function client(options: ClientOptions): PatinaClient {
   return c
 }
 
-const error = (message: string): string => JSON.stringify({ error: message })
+/** An error event as the agent writes it: its message and its code. */
+const error = (message: string, code: string): string => JSON.stringify({ error: message, code })
 
 function change(type: string, id: number, v: string, changeId: number): string {
   return `{"change":["${type}",${id},[${id},"${v}"],${changeId}]}`
@@ -96,11 +97,16 @@ describe('subscribe - resumable error events', () => {
       const from = req.query.get('from')
       if (req.method === 'POST') {
         lines(res, COLUMNS, '{"row":[1,[1,"a"]]}', '{"eoq":{"time":0,"change_id":3}}')
-        lines(res, change('insert', 2, 'b', 4), error(SHUTTING_DOWN(4)))
+        lines(res, change('insert', 2, 'b', 4), error(SHUTTING_DOWN(4), 'AGENT_CLOSING'))
         res.end()
       } else if (from === '4') {
         // The agent may repeat the last change; it must not be delivered twice.
-        lines(res, change('insert', 2, 'b', 4), change('update', 1, 'c', 5), error(FELL_BEHIND))
+        lines(
+          res,
+          change('insert', 2, 'b', 4),
+          change('update', 1, 'c', 5),
+          error(FELL_BEHIND, 'LISTENER_TOO_SLOW'),
+        )
         res.end()
       } else if (from === '5') {
         lines(res, change('delete', 2, 'b', 6))
@@ -145,7 +151,7 @@ describe('subscribe - resumable error events', () => {
       ndjson(res, ID)
       if (req.method === 'POST') lines(res, COLUMNS, '{"eoq":{"time":0,"change_id":7}}')
       // The error event alone must not count as progress: the attempts add up.
-      lines(res, error(SHUTTING_DOWN(7)))
+      lines(res, error(SHUTTING_DOWN(7), 'AGENT_CLOSING'))
       res.end()
     })
     const delays: number[] = []
@@ -181,7 +187,7 @@ describe('subscribe - resumable error events', () => {
     const s1 = await server((req, res) => {
       ndjson(res, ID)
       if (req.method === 'POST') {
-        lines(res, COLUMNS, error(SHUTTING_DOWN(2)))
+        lines(res, COLUMNS, error(SHUTTING_DOWN(2), 'AGENT_CLOSING'))
         res.end()
       } else {
         assert.equal(req.query.get('from'), null)
@@ -197,7 +203,7 @@ describe('subscribe - resumable error events', () => {
     // After a row: no position to resume from without repeating or losing rows.
     const s2 = await server((_req, res) => {
       ndjson(res, ID)
-      lines(res, COLUMNS, '{"row":[1,[1,"a"]]}', error(SHUTTING_DOWN(2)))
+      lines(res, COLUMNS, '{"row":[1,[1,"a"]]}', error(SHUTTING_DOWN(2), 'AGENT_CLOSING'))
       res.end()
     })
     const c2 = client({ url: s2.url, ...FAST })
@@ -216,13 +222,18 @@ describe('subscribe - resumable error events', () => {
       const s = await server((req, res) => {
         if (req.method === 'POST') {
           ndjson(res, ID)
-          lines(res, COLUMNS, '{"eoq":{"time":0,"change_id":3}}', error(SHUTTING_DOWN(3)))
+          lines(
+            res,
+            COLUMNS,
+            '{"eoq":{"time":0,"change_id":3}}',
+            error(SHUTTING_DOWN(3), 'AGENT_CLOSING'),
+          )
           res.end()
         } else if (answer === '410') {
-          json(res, 410, JSON.stringify({ error: HISTORY_GONE(3, 40) }))
+          json(res, 410, JSON.stringify({ error: HISTORY_GONE(3, 40), code: 'RESUME_GONE' }))
         } else {
           ndjson(res, ID)
-          lines(res, error(HISTORY_GONE(3, 40)))
+          lines(res, error(HISTORY_GONE(3, 40), 'RESUME_GONE'))
           res.end()
         }
       })
@@ -245,7 +256,7 @@ describe('subscribe - resumable error events', () => {
     const s = await server((_req, res) => {
       ndjson(res, ID)
       lines(res, COLUMNS, '{"eoq":{"time":0,"change_id":3}}', change('insert', 1, 'a', 4))
-      lines(res, error(failed))
+      lines(res, error(failed, 'SUBSCRIPTION_FAILED'))
       res.end()
     })
     const c = client({ url: s.url, ...FAST })

@@ -246,7 +246,10 @@ describe('subscribe - protocol', () => {
           json(res, 404, `{"error":"could not find subscription with id ${ID}"}`)
         } else {
           ndjson(res, ID)
-          lines(res, '{"error":"subscription already deleted older changes, min change id: 40"}')
+          lines(
+            res,
+            '{"error":"subscription already deleted older changes, min change id: 40","code":"RESUME_GONE"}',
+          )
           res.end()
         }
       })

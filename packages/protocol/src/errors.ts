@@ -170,12 +170,12 @@ export function statusOf(code: ErrorCode): number {
  */
 const RESUMABLE: ReadonlySet<string> = new Set<ErrorCode>(['LISTENER_TOO_SLOW', 'AGENT_CLOSING'])
 
-/** The codes that say a subscription (or its changes after `from`) no longer exists. */
-const GONE: ReadonlySet<string> = new Set<ErrorCode>([
-  'RESUME_GONE',
-  'SUBSCRIPTION_NOT_FOUND',
-  'SUBSCRIPTION_FAILED',
-])
+/**
+ * The codes that say a subscription, or its changes after `from`, no longer exists: subscribe
+ * again without `from`. (`SUBSCRIPTION_FAILED` is gone too, but its message is the reason to
+ * fix first.)
+ */
+const GONE: ReadonlySet<string> = new Set<ErrorCode>(['RESUME_GONE', 'SUBSCRIPTION_NOT_FOUND'])
 
 /** Whether a subscription stream that ended with this code can resume from its last change id. */
 export function isResumable(code: string | null): boolean {
