@@ -15,10 +15,10 @@ import { SUBS_CUT_GRACE_MS } from '../config/defaults.ts'
 import type { SubsMetrics } from '../metrics/subs-metrics.ts'
 import type { Clock } from '../runtime/clock.ts'
 import { SubsError } from './errors.ts'
-import { encodeChanges, type EncodedChunk } from './streams.ts'
+import { encodeChanges } from './streams.ts'
 import { SUBS_FANOUT_REST_MAX_MS } from './subs-defaults.ts'
 import type { DiffResult } from './subs-store.ts'
-import type { SubListener, Subscription } from './subscription.ts'
+import type { EncodedChunk, SubListener, Subscription } from './subscription.ts'
 import type { UpdateListener } from './updates.ts'
 
 export interface FanOutOptions {

@@ -22,7 +22,7 @@ import { SubsError } from './errors.ts'
 import { columnsLine, eoqLine, errorLine } from './events.ts'
 import { SUBS_CHUNKS_PER_TURN } from './subs-defaults.ts'
 import type { Snapshot, SubsStore } from './subs-store.ts'
-import type { LoggedChange, SubListener, Subscription } from './subscription.ts'
+import type { EncodedChunk, LoggedChange, SubListener, Subscription } from './subscription.ts'
 
 export type StreamStart =
   /** `columns`, every stored row, `eoq`, then changes. */
@@ -50,13 +50,6 @@ export interface Sink {
   onDrain(fn: () => void): void
   /** Ends the response (the connection closes once what was written is sent). */
   end(): void
-}
-
-/** Change events encoded once for every listener: whole lines, `firstId`..`lastId`. */
-export interface EncodedChunk {
-  readonly firstId: number
-  readonly lastId: number
-  readonly bytes: Buffer
 }
 
 /** Encodes `changes` (contiguous ids) as chunks of about `chunkBytes`. */

@@ -10,7 +10,6 @@
 import type { SubsError } from './errors.ts'
 import type { Plan } from './planner.ts'
 import type { DiffResult } from './subs-store.ts'
-import type { EncodedChunk } from './streams.ts'
 
 export type SubscriptionState =
   /** Waiting for its first result. */
@@ -20,6 +19,13 @@ export type SubscriptionState =
   | 'failed'
   /** Dropped (idle) or the agent is stopping. */
   | 'closed'
+
+/** Change events encoded once for every listener: whole lines, `firstId`..`lastId`. */
+export interface EncodedChunk {
+  readonly firstId: number
+  readonly lastId: number
+  readonly bytes: Buffer
+}
 
 /** A change event as listeners get it. */
 export interface LoggedChange {
