@@ -181,7 +181,7 @@ describe('e2e - patina subs', () => {
     assert.equal(await subsExit, 1)
     assert.match(
       subs.lines.at(-1) ?? '',
-      /^\{"error":"the agent is shutting down; resume with from=1"\}$/,
+      /^\{"error":"the agent is shutting down; resume with from=1","code":"AGENT_CLOSING"\}$/,
     )
     assert.match(subs.stderr, /patina: the agent is shutting down/)
 
