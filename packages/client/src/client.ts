@@ -1,5 +1,5 @@
 /** The client: `createClient()` and the calls of the agent's HTTP API. */
-import { QUERY_ID_HEADER } from '@patina/protocol'
+import { QUERY_ID_HEADER, type WireEvent } from '@patina/protocol'
 import {
   ENDPOINT_DOWN_BASE_MS,
   ENDPOINT_DOWN_MAX_MS,
@@ -25,7 +25,13 @@ import { decodeLine, makeRow, readColumns, streamError } from './rows.ts'
 import { encodeStatement, encodeStatements, type Statement } from './statements.ts'
 import { isGoneAnswer, Subscription, type SubscriptionContext } from './subscription.ts'
 import { link } from './signals.ts'
-import { abortError, Transport, type CallOptions, type ClientEvent } from './transport.ts'
+import {
+  abortError,
+  Transport,
+  type CallOptions,
+  type ClientEvent,
+  type Sent,
+} from './transport.ts'
 import { UpdateStream } from './updates.ts'
 import {
   parseJson,
@@ -105,6 +111,42 @@ export interface SubscribeOptions extends CallOptions {
    * columns and the current change id) and yields no `columns` event.
    */
   readonly columns?: readonly string[]
+}
+
+/**
+ * A stream to open with `client.events()`: a query, a new subscription, an existing one by id,
+ * or a table's update stream.
+ */
+export type EventsRequest =
+  | { readonly route: 'query'; readonly statement: Statement }
+  | {
+      readonly route: 'subscribe'
+      readonly statement: Statement
+      readonly from?: number
+      readonly skipRows?: boolean
+    }
+  | {
+      readonly route: 'attach'
+      readonly id: string
+      readonly from?: number
+      readonly skipRows?: boolean
+    }
+  | { readonly route: 'updates'; readonly table: string }
+
+/** The events of one stream as the agent sent them (`client.events()`). */
+export interface EventsStream extends AsyncIterable<WireEvent>, AsyncDisposable {
+  /** The `corro-query-id` header (subscriptions, update streams); null when absent. */
+  readonly id: string | null
+  /** The agent that answered. */
+  readonly agent: string
+  close(): Promise<void>
+}
+
+function streamQuery(from: number | undefined, skipRows: boolean | undefined): string {
+  const q = new URLSearchParams()
+  if (from !== undefined) q.set('from', String(from))
+  if (skipRows === true) q.set('skip_rows', 'true')
+  return q.size > 0 ? `?${q.toString()}` : ''
 }
 
 function checkFrom(from: number | undefined): void {
@@ -507,6 +549,125 @@ export class PatinaClient implements AsyncDisposable {
     )
     this.#open.add(stream)
     return stream
+  }
+
+  /**
+   * The events of a stream exactly as the agent sends them, decoded (@patina/protocol's
+   * `WireEvent`: cells as values, not row objects) and not interpreted: no resume, no
+   * change-id checks, and an error event is yielded, not thrown (the agent ends the stream
+   * after it). For tools that show what the agent says (the `patina` CLI); applications want
+   * `query()`, `subscribe()` or `updates()`.
+   *
+   * 1. Opening it fails over like a query; an error answer throws as for `query()`.
+   * 2. The iteration ends when the agent ends the stream; a stream cut in the middle of a line
+   *    throws ConnectionError.
+   */
+  async events(request: EventsRequest, options: CallOptions = {}): Promise<EventsStream> {
+    this.#checkOpen()
+    let spec: { method: 'GET' | 'POST'; path: string; body?: string }
+    switch (request.route) {
+      case 'query':
+        spec = { method: 'POST', path: '/v1/queries', body: encodeStatement(request.statement) }
+        break
+      case 'subscribe':
+        checkFrom(request.from)
+        spec = {
+          method: 'POST',
+          path: `/v1/subscriptions${streamQuery(request.from, request.skipRows)}`,
+          body: encodeStatement(request.statement),
+        }
+        break
+      case 'attach':
+        checkFrom(request.from)
+        spec = {
+          method: 'GET',
+          path: `/v1/subscriptions/${encodeURIComponent(request.id)}${streamQuery(request.from, request.skipRows)}`,
+        }
+        break
+      case 'updates':
+        spec = { method: 'POST', path: `/v1/updates/${encodeURIComponent(request.table)}` }
+        break
+    }
+    const life = link(options.signal, this.#closer.signal)
+    let sent: Sent
+    try {
+      sent = await this.#transport.send(
+        { ...spec, kind: 'read' },
+        options.timeoutMs === undefined
+          ? { signal: life.signal }
+          : { signal: life.signal, timeoutMs: options.timeoutMs },
+      )
+    } catch (err) {
+      life.unlink()
+      throw err
+    }
+    const { url, response } = sent
+    const integers = this.#integers
+    const maxLineChars = this.#maxLineChars
+    async function* read(): AsyncGenerator<WireEvent, void, undefined> {
+      try {
+        if (response.body === null) throw new ProtocolError(`${url} answered without a body`)
+        for await (const line of readLines(response.body, maxLineChars, sent.signal)) {
+          yield decodeLine(line, integers, url)
+        }
+      } catch (err) {
+        if (sent.signal.aborted) throw abortError(sent.signal.reason)
+        if (err instanceof PatinaError) throw err
+        const error = err instanceof Error ? err : new Error(String(err))
+        throw new ConnectionError(
+          `the stream from ${url} broke off (${error.message})`,
+          [{ url, error }],
+          { cause: error },
+        )
+      } finally {
+        sent.finish()
+        life.unlink()
+      }
+    }
+    const iterator = read()
+    const close = async (): Promise<void> => {
+      await iterator.return(undefined)
+      await response.body?.cancel().catch(() => undefined)
+      sent.finish()
+      life.unlink()
+    }
+    return {
+      id: response.headers.get(QUERY_ID_HEADER),
+      agent: url,
+      [Symbol.asyncIterator]: () => iterator,
+      close,
+      [Symbol.asyncDispose]: close,
+    }
+  }
+
+  /**
+   * GETs a JSON answer of the API (e.g. `/v1/members`, `/v1/subscriptions`), integers per the
+   * client's `integers` option (exact either way). Errors as for the other calls.
+   */
+  async getJson(path: string, options: CallOptions = {}): Promise<JsonValue> {
+    this.#checkOpen()
+    const sent = await this.#transport.send({ method: 'GET', path, kind: 'read' }, options)
+    let text: string
+    try {
+      text = await sent.response.text()
+    } catch (err) {
+      if (sent.signal.aborted) throw abortError(sent.signal.reason)
+      const error = err instanceof Error ? err : new Error(String(err))
+      throw new ConnectionError(
+        `the answer from ${sent.url} broke off`,
+        [{ url: sent.url, error }],
+        {
+          cause: error,
+        },
+      )
+    } finally {
+      sent.finish()
+    }
+    try {
+      return parseJson(text, this.#integers)
+    } catch (err) {
+      throw new ProtocolError(`${sent.url} answered ${path} with bad JSON`, { cause: err })
+    }
   }
 
   /**

@@ -21,6 +21,8 @@ export {
   createClient,
   PatinaClient,
   type ClientOptions,
+  type EventsRequest,
+  type EventsStream,
   type StatementResult,
   type SubscribeOptions,
   type TransactionResult,
@@ -47,3 +49,4 @@ export { Subscription, type ChangeType, type SubscriptionEvent } from './subscri
 export type { CallOptions, ClientEvent } from './transport.ts'
 export { UpdateStream, type UpdateEvent } from './updates.ts'
 export { real, Real, type IntegerMode, type ParamValue, type Row, type SqlValue } from './values.ts'
+export type { JsonValue, WireEvent } from '@patina/protocol'

@@ -2,10 +2,11 @@
  * `patina cluster members [--json]`: the members the agent knows (GET /v1/members), itself
  * included, as an aligned table (or the JSON array as the API returns it).
  */
+import type { JsonValue } from '@patina/client'
+import { writeJson } from '@patina/protocol'
 import { Command } from 'commander'
-import { parseJson, type JsonValue } from '../api/json.ts'
-import { apiBaseUrl, bearerHeaders, CliError, globalOptions } from './common.ts'
-import { getJson } from './http.ts'
+import { CliError, globalOptions } from './common.ts'
+import { withClient } from './http.ts'
 
 const COLUMNS = ['actor_id', 'addr', 'state', 'incarnation', 'rtt_ms'] as const
 
@@ -34,12 +35,13 @@ function membersCommand(): Command {
     .option('--json', 'print the JSON array as the API returns it')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd)
-      const text = await (await getJson(`${apiBaseUrl(g)}/v1/members`, bearerHeaders(g))).text()
+      const members: JsonValue = await withClient(g, '/v1/members', (client) =>
+        client.getJson('/v1/members'),
+      )
       if (opts.json === true) {
-        process.stdout.write(`${text.trimEnd()}\n`)
+        process.stdout.write(`${writeJson(members)}\n`)
         return
       }
-      const members = parseJson(text)
       if (!Array.isArray(members)) throw new CliError('unexpected answer from /v1/members')
       const rows = members.map((m) => {
         const o = typeof m === 'object' && m !== null && !Array.isArray(m) ? m : {}

@@ -28,9 +28,9 @@ export function apiBaseUrl(opts: GlobalOptions): string {
   return `http://${addr.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:')}`
 }
 
-export function bearerHeaders(opts: GlobalOptions): Record<string, string> {
-  const token = configFrom(opts)?.api.bearerToken ?? null
-  return token === null ? {} : { authorization: `Bearer ${token}` }
+/** The config's `[api.authz] bearer-token`, or null. */
+export function bearerToken(opts: GlobalOptions): string | null {
+  return configFrom(opts)?.api.bearerToken ?? null
 }
 
 export class CliError extends Error {

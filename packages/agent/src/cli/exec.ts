@@ -2,9 +2,8 @@
  * `patina exec SQL [--param v ...]`: runs one statement as a transaction through the API.
  */
 import { Command } from 'commander'
-import { parseJson } from '../api/json.ts'
-import { apiBaseUrl, bearerHeaders, globalOptions } from './common.ts'
-import { parseParam, postJson } from './http.ts'
+import { globalOptions } from './common.ts'
+import { parseParam, withClient } from './http.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
@@ -21,18 +20,12 @@ export function execCommand(): Command {
     .action(async (sql: string, opts: { param: string[] }, cmd: Command) => {
       const g = globalOptions(cmd)
       const params = opts.param.map(parseParam)
-      const res = await postJson(
-        `${apiBaseUrl(g)}/v1/transactions`,
-        [[sql, params]],
-        bearerHeaders(g),
+      const result = await withClient(g, '/v1/transactions', (client) =>
+        client.transaction([[sql, params]]),
       )
-      const body = parseJson(await res.text()) as {
-        results: { rows_affected: bigint }[]
-        version: bigint | null
-      }
-      const rows = body.results.reduce((n, r) => n + Number(r.rows_affected), 0)
+      const rows = result.results.reduce((n, r) => n + r.rowsAffected, 0)
       process.stdout.write(
-        `${rows} row${rows === 1 ? '' : 's'} affected, version ${body.version === null ? 'none (nothing changed)' : body.version.toString()}\n`,
+        `${rows} row${rows === 1 ? '' : 's'} affected, version ${result.version === null ? 'none (nothing changed)' : String(result.version)}\n`,
       )
     })
 }

@@ -1,74 +1,72 @@
 /**
- * The CLI's HTTP calls to the agent, with errors turned into one readable line.
+ * The CLI's calls to the agent: a @patina/client for the API address and token of the command
+ * line, one attempt per call (a person is waiting), no time limit, integers kept exact, and
+ * its errors turned into one readable line.
  */
-import { parseJson, writeTyped, type JsonValue } from '../api/json.ts'
-import { CliError } from './common.ts'
+import {
+  ConnectionError,
+  createClient,
+  PatinaHttpError,
+  real,
+  type JsonValue,
+  type ParamValue,
+  type PatinaClient,
+} from '@patina/client'
+import { parseJson } from '@patina/protocol'
+import { apiBaseUrl, bearerToken, CliError, type GlobalOptions } from './common.ts'
 
-export async function postJson(
-  url: string,
-  body: JsonValue,
-  headers: Record<string, string>,
-): Promise<Response> {
-  return request(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: writeTyped(body),
+/** A client of the agent the options name. */
+export function cliClient(g: GlobalOptions): PatinaClient {
+  const token = bearerToken(g)
+  return createClient({
+    url: apiBaseUrl(g),
+    ...(token === null ? {} : { token }),
+    integers: 'bigint',
+    timeoutMs: 0,
+    retry: { attempts: 1 },
   })
 }
 
-export async function getJson(url: string, headers: Record<string, string>): Promise<Response> {
-  return request(url, { method: 'GET', headers: { accept: 'application/json', ...headers } })
-}
-
-async function request(url: string, init: RequestInit): Promise<Response> {
-  let res: Response
+/** Runs `fn` with a client, closed afterwards; the client's errors become one-line CliErrors. */
+export async function withClient<T>(
+  g: GlobalOptions,
+  path: string,
+  fn: (client: PatinaClient) => Promise<T>,
+): Promise<T> {
+  const client = cliClient(g)
   try {
-    res = await fetch(url, init)
+    return await fn(client)
   } catch (err) {
-    const cause = (err as { cause?: { message?: string } }).cause?.message
-    throw new CliError(`cannot reach the agent at ${url}: ${cause ?? (err as Error).message}`)
+    throw cliError(err, `${apiBaseUrl(g)}${path}`)
+  } finally {
+    await client.close()
   }
-  if (!res.ok) {
-    const text = await res.text()
-    let message = text
-    try {
-      const parsed = parseJson(text)
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        const e = parsed.error
-        if (typeof e === 'string') message = e
-      }
-    } catch {
-      // Not JSON: show the body as it came.
-    }
-    throw new CliError(`${res.status}: ${message}`)
-  }
-  return res
 }
 
-/** Reads an NDJSON body line by line, values parsed with exact integers. */
-export async function* ndjson(res: Response): AsyncGenerator<JsonValue> {
-  if (res.body === null) return
-  const decoder = new TextDecoder()
-  let buffer = ''
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true })
-    let nl: number
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl)
-      buffer = buffer.slice(nl + 1)
-      if (line.trim() !== '') yield parseJson(line)
-    }
+function cliError(err: unknown, url: string): unknown {
+  if (err instanceof PatinaHttpError) return new CliError(`${err.status}: ${err.message}`)
+  if (err instanceof ConnectionError && err.failures.length > 0) {
+    const failure = err.failures[0]?.error
+    const cause = (failure?.cause as { message?: unknown } | undefined)?.message
+    const why = typeof cause === 'string' ? cause : (failure?.message ?? err.message)
+    return new CliError(`cannot reach the agent at ${url}: ${why}`)
   }
-  if (buffer.trim() !== '') yield parseJson(buffer)
+  return err
 }
 
 /** `--param` values: JSON literals (numbers, null, true/false, "quoted text") or plain text. */
-export function parseParam(text: string): JsonValue {
+export function parseParam(text: string): ParamValue {
   if (/^(-?\d+(\.\d+)?([eE][-+]?\d+)?|null|true|false|".*")$/s.test(text)) {
+    let v: JsonValue
     try {
-      return parseJson(text)
+      v = parseJson(text, 'bigint')
     } catch {
       return text
+    }
+    // A number with a fraction or an exponent is a REAL: `1.0` binds as 1.0, not as 1.
+    if (typeof v === 'number') return real(v)
+    if (v === null || typeof v === 'bigint' || typeof v === 'string' || typeof v === 'boolean') {
+      return v
     }
   }
   return text

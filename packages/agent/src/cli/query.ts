@@ -2,18 +2,25 @@
  * `patina query SQL [--param v ...] [--columns] [--json]`: runs a read query through the API
  * and prints the rows as a table (default) or as JSON lines.
  */
+import { encodeValue, type SqlValue } from '@patina/protocol'
 import { Command } from 'commander'
-import { encodeValue, writeTyped, type JsonValue } from '../api/json.ts'
-import { apiBaseUrl, bearerHeaders, CliError, globalOptions } from './common.ts'
-import { ndjson, parseParam, postJson } from './http.ts'
+import { CliError, globalOptions } from './common.ts'
+import { parseParam, withClient } from './http.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
-function cell(v: JsonValue): string {
+function cell(v: SqlValue): string {
   if (v === null) return 'NULL'
   if (typeof v === 'string') return v
-  if (typeof v === 'bigint' || typeof v === 'number') return encodeValue(v)
-  return JSON.stringify(v)
+  return encodeValue(v)
+}
+
+/** One row as a JSON object, values typed (`1` INTEGER, `1.0` REAL); a repeated name: the last. */
+function rowObject(columns: readonly string[], values: readonly SqlValue[]): string {
+  const byName = new Map<string, SqlValue>()
+  columns.forEach((c, i) => byName.set(c, values[i] ?? null))
+  const parts = [...byName].map(([c, v]) => `${JSON.stringify(c)}:${encodeValue(v)}`)
+  return `{${parts.join(',')}}`
 }
 
 export function queryCommand(): Command {
@@ -35,37 +42,33 @@ export function queryCommand(): Command {
         cmd: Command,
       ) => {
         const g = globalOptions(cmd)
-        const res = await postJson(
-          `${apiBaseUrl(g)}/v1/queries`,
-          [sql, opts.param.map(parseParam)],
-          bearerHeaders(g),
-        )
-        let columns: string[] = []
+        let columns: readonly string[] = []
         const table: string[][] = []
         const out = (line: string): void => {
           process.stdout.write(`${line}\n`)
         }
-        for await (const event of ndjson(res)) {
-          if (typeof event !== 'object' || event === null || Array.isArray(event)) continue
-          if (Array.isArray(event.columns)) {
-            columns = event.columns.map(String)
-            if (opts.json === true && opts.columns === true) out(JSON.stringify({ columns }))
-          } else if (Array.isArray(event.row)) {
-            const values = (event.row[1] ?? []) as JsonValue[]
-            if (opts.json === true) {
-              out(writeTyped(Object.fromEntries(columns.map((c, i) => [c, values[i] ?? null]))))
-            } else {
-              table.push(values.map(cell))
+        await withClient(g, '/v1/queries', async (client) => {
+          const stream = await client.events({
+            route: 'query',
+            statement: [sql, opts.param.map(parseParam)],
+          })
+          for await (const event of stream) {
+            if (event.type === 'columns') {
+              columns = event.columns
+              if (opts.json === true && opts.columns === true) out(JSON.stringify({ columns }))
+            } else if (event.type === 'row') {
+              if (opts.json === true) out(rowObject(columns, event.cells))
+              else table.push(event.cells.map(cell))
+            } else if (event.type === 'error') {
+              throw new CliError(event.error)
             }
-          } else if (typeof event.error === 'string') {
-            throw new CliError(event.error)
           }
-        }
+        })
         if (opts.json === true) return
         const widths = columns.map((c, i) =>
           Math.max(c.length, ...table.map((r) => (r[i] ?? '').length)),
         )
-        const line = (cells: string[]): string =>
+        const line = (cells: readonly string[]): string =>
           cells
             .map((c, i) => c.padEnd(widths[i] ?? 0))
             .join('  ')

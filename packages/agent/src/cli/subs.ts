@@ -6,11 +6,12 @@
  *
  * `patina subs list [--json]`: the agent's live subscriptions (GET /v1/subscriptions).
  */
+import type { EventsStream, JsonValue } from '@patina/client'
+import { encodeEvent, writeJson } from '@patina/protocol'
 import { Command } from 'commander'
-import { parseJson, type JsonValue } from '../api/json.ts'
 import { formatTable } from './cluster.ts'
-import { apiBaseUrl, bearerHeaders, CliError, globalOptions } from './common.ts'
-import { getJson, parseParam, postJson } from './http.ts'
+import { CliError, globalOptions } from './common.ts'
+import { parseParam, withClient } from './http.ts'
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
@@ -20,31 +21,15 @@ function changeId(text: string): string {
   return text
 }
 
-/** Prints the body's lines as they arrive; throws on an error event or when it ends. */
-async function printEvents(res: Response): Promise<never> {
-  const id = res.headers.get('corro-query-id')
-  if (id !== null) process.stderr.write(`patina: subscription ${id}\n`)
-  if (res.body === null) throw new CliError('the agent sent no stream')
-  const decoder = new TextDecoder()
-  let buffer = ''
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true })
-    let nl: number
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl)
-      buffer = buffer.slice(nl + 1)
-      if (line.trim() === '') continue
-      process.stdout.write(`${line}\n`)
-      let event: JsonValue
-      try {
-        event = parseJson(line)
-      } catch {
-        throw new CliError(`the agent sent a line that is not JSON: ${line}`)
-      }
-      if (typeof event === 'object' && event !== null && !Array.isArray(event)) {
-        if (typeof event.error === 'string') throw new CliError(event.error)
-      }
-    }
+/**
+ * Prints the events as they arrive, each line as the agent wrote it (decoding is exact, so
+ * encoding again gives the same bytes); throws on an error event or when the stream ends.
+ */
+async function printEvents(stream: EventsStream): Promise<never> {
+  if (stream.id !== null) process.stderr.write(`patina: subscription ${stream.id}\n`)
+  for await (const event of stream) {
+    process.stdout.write(encodeEvent(event))
+    if (event.type === 'error') throw new CliError(event.error)
   }
   throw new CliError('the agent ended the stream')
 }
@@ -55,14 +40,13 @@ function listCommand(): Command {
     .option('--json', 'print the JSON array as the API returns it')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd)
-      const text = await (
-        await getJson(`${apiBaseUrl(g)}/v1/subscriptions`, bearerHeaders(g))
-      ).text()
+      const subs: JsonValue = await withClient(g, '/v1/subscriptions', (client) =>
+        client.getJson('/v1/subscriptions'),
+      )
       if (opts.json === true) {
-        process.stdout.write(`${text.trimEnd()}\n`)
+        process.stdout.write(`${writeJson(subs)}\n`)
         return
       }
-      const subs = parseJson(text)
       if (!Array.isArray(subs)) throw new CliError('unexpected answer from /v1/subscriptions')
       const columns = ['id', 'mode', 'listeners', 'change_id', 'rows', 'created', 'sql'] as const
       const rows = subs.map((s) => {
@@ -103,27 +87,24 @@ export function subsCommand(): Command {
         cmd: Command,
       ) => {
         const g = globalOptions(cmd)
-        const query = new URLSearchParams()
-        if (opts.from !== undefined) query.set('from', opts.from)
-        if (opts.skipRows === true) query.set('skip_rows', 'true')
-        const qs = query.size > 0 ? `?${query.toString()}` : ''
-        let res: Response
+        const at = {
+          ...(opts.from === undefined ? {} : { from: Number(opts.from) }),
+          ...(opts.skipRows === true ? { skipRows: true } : {}),
+        }
         if (opts.id !== undefined) {
           if (sql !== undefined) throw new CliError('give either SQL or --id, not both')
-          res = await getJson(
-            `${apiBaseUrl(g)}/v1/subscriptions/${encodeURIComponent(opts.id)}${qs}`,
-            bearerHeaders(g),
+          const id = opts.id
+          await withClient(g, `/v1/subscriptions/${encodeURIComponent(id)}`, async (client) =>
+            printEvents(await client.events({ route: 'attach', id, ...at })),
           )
         } else {
           if (sql === undefined)
             throw new CliError('give the SQL to subscribe to (or --id, or list)')
-          res = await postJson(
-            `${apiBaseUrl(g)}/v1/subscriptions${qs}`,
-            [sql, opts.param.map(parseParam)],
-            bearerHeaders(g),
+          const statement = [sql, opts.param.map(parseParam)] as const
+          await withClient(g, '/v1/subscriptions', async (client) =>
+            printEvents(await client.events({ route: 'subscribe', statement, ...at })),
           )
         }
-        await printEvents(res)
       },
     )
 }
