@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import { startAdminServer } from './admin/admin-server.ts'
 import { buildApi, type Api } from './api/server.ts'
 import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/defaults.ts'
+import { SUBS_EVALS_PER_READER_MAX } from './subs/subs-defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
 import { Replica, siteIdHex } from './crdt/replica.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
@@ -201,7 +202,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     const subsReaders = await ReaderPool.open({
       path: config.db.path,
       threads: config.subscriptions.readerThreads,
-      maxConcurrent: config.subscriptions.readerThreads * 4,
+      maxConcurrent: config.subscriptions.readerThreads * SUBS_EVALS_PER_READER_MAX,
       timeoutMs: config.subscriptions.evalTimeoutMs,
     })
     cleanups.push(() => subsReaders.close())

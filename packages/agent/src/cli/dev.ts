@@ -6,6 +6,7 @@
  * (`--gossip-port` + i - 1; 0: any free port for both), the 2nd..Nth joining through the first.
  */
 import { resolve } from 'node:path'
+import { PORT_MAX } from '../config/defaults.ts'
 import { fileURLToPath } from 'node:url'
 import { Command } from 'commander'
 import { parseConfig, type Config } from '../config/load-config.ts'
@@ -35,7 +36,7 @@ function devConfig(dir: string, apiPort: number, gossipPort: number, bootstrap: 
 
 function port(text: string, option: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n < 0 || n > 65_535) {
+  if (!Number.isInteger(n) || n < 0 || n > PORT_MAX) {
     throw new CliError(`${option} must be a port number (0..65535), not ${text}`)
   }
   return n

@@ -169,6 +169,23 @@ export const LAN_PROFILE: SwimOptions = Object.freeze({
   relaysMax: RELAYS_MAX,
 })
 
+/**
+ * Bytes of a push-pull message kept back from `pushPullBytesMax` for its header, flags and
+ * counts and the sender's own record (actor id, and an address of up to 255 bytes); member
+ * records fill the rest, live members first, and the rest are left out.
+ */
+export const PUSH_PULL_HEADER_RESERVE_BYTES = 64 + 16 + 255 // 16: the actor id
+
+/** Down members are reaped on a timer of removeDownAfterMs, kept within these bounds. */
+export const REAP_INTERVAL_MIN_MS = 1_000
+export const REAP_INTERVAL_MAX_MS = 60_000
+
+/**
+ * Picking k random members: with fewer than k * this many members, shuffle them all; otherwise
+ * draw at random, at most this many times per member, and return fewer when that runs out.
+ */
+export const RANDOM_PICK_TRIES_PER_MEMBER = 3
+
 /** memberlist's WAN numbers: slower probes, longer timeouts, for links across regions. */
 export const WAN_PROFILE: SwimOptions = Object.freeze({
   ...LAN_PROFILE,

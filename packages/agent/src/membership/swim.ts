@@ -48,7 +48,6 @@ import {
   PacketBuilder,
   peekClusterId,
   updateBytes,
-  ACTOR_ID_BYTES,
   type Body,
   type Sender,
 } from './codec.ts'
@@ -58,7 +57,11 @@ import {
   LAN_PROFILE,
   MIN_PACKET_BYTES,
   NACK_TIMEOUT_RATIO,
+  PUSH_PULL_HEADER_RESERVE_BYTES,
   pushPullIntervalFor,
+  RANDOM_PICK_TRIES_PER_MEMBER,
+  REAP_INTERVAL_MAX_MS,
+  REAP_INTERVAL_MIN_MS,
   retransmitLimit,
   RTT_SMOOTHING,
   type SwimOptions,
@@ -1135,7 +1138,7 @@ export class Swim {
   private encodeState(type: 'push-pull' | 'push-pull-reply', join: boolean): Uint8Array {
     const order: MemberState[] = ['alive', 'suspect', 'down', 'left']
     // Header, body flags and counts; generous for the sender's address.
-    let budget = this.opts.pushPullBytesMax - (64 + ACTOR_ID_BYTES + 255)
+    let budget = this.opts.pushPullBytesMax - PUSH_PULL_HEADER_RESERVE_BYTES
     const records: MemberUpdate[] = []
     for (const state of order) {
       for (const m of this.table.values()) {
@@ -1158,7 +1161,10 @@ export class Swim {
   // ---------------------------------------------------------------------------- reaping
 
   private reapIntervalMs(): number {
-    return Math.max(1000, Math.min(this.opts.removeDownAfterMs, 60_000))
+    return Math.max(
+      REAP_INTERVAL_MIN_MS,
+      Math.min(this.opts.removeDownAfterMs, REAP_INTERVAL_MAX_MS),
+    )
   }
 
   private reapTick(): void {
@@ -1266,14 +1272,14 @@ export class Swim {
     const n = this.others.length
     const out: Member[] = []
     if (k <= 0 || n === 0) return out
-    if (n < k * 3) {
+    if (n < k * RANDOM_PICK_TRIES_PER_MEMBER) {
       for (const m of shuffle([...this.others], this.random)) {
         if (out.length >= k) break
         if (eligible(m)) out.push(m)
       }
       return out
     }
-    for (let i = 0; i < 3 * n && out.length < k; i++) {
+    for (let i = 0; i < RANDOM_PICK_TRIES_PER_MEMBER * n && out.length < k; i++) {
       const m = this.others[this.random.int(n)] as Member
       if (eligible(m) && !out.includes(m)) out.push(m)
     }

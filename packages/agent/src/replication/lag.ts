@@ -5,6 +5,9 @@
  * which `p99()` reports the 99th percentile over the last `windowMs` (0 with no samples, so an
  * idle cluster is healthy).
  */
+
+/** p99_lag covers the samples of this last window; older samples no longer count. */
+export const LAG_WINDOW_MS = 60_000
 export interface OriginLag {
   readonly origin: string
   /** Versions known to exist that this node does not hold (beyond its head, plus its gaps). */
@@ -22,7 +25,7 @@ export class LagTracker {
   private readonly max: number
   private readonly windowMs: number
 
-  constructor(maxSamples: number, windowMs = 60_000) {
+  constructor(maxSamples: number, windowMs = LAG_WINDOW_MS) {
     this.max = maxSamples
     this.windowMs = windowMs
   }

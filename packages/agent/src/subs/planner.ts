@@ -37,6 +37,7 @@ import {
 } from './incremental-sql.ts'
 import { paramsKey, type BoundStatement } from './params.ts'
 import { parseSelect } from './select-shape.ts'
+import { PLANNER_CACHE_SIZE_KIB } from './subs-defaults.ts'
 
 export interface PlanItem extends KeyedItem {
   /** The replicated table, as the replica names it. */
@@ -128,7 +129,7 @@ export class Planner {
   private readonly fullReevaluation: boolean
 
   constructor(options: PlannerOptions) {
-    this.db = openDb(options.path, { readonly: true, cacheSizeKib: 1024 })
+    this.db = openDb(options.path, { readonly: true, cacheSizeKib: PLANNER_CACHE_SIZE_KIB })
     // A write to a replicated table compiles its capture triggers, which call these: without
     // them the refusal would read "no such function" instead of "not read-only".
     for (const name of CAPTURE_FUNCTIONS) {

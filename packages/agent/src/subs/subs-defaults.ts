@@ -30,3 +30,12 @@ export const SUBS_GC_ROWS_PER_STEP = 2000
 export const SUBS_SWEEP_INTERVAL_MIN_MS = 10
 /** ... and not less often than this: a long timeout is still honoured to within this much. */
 export const SUBS_SWEEP_INTERVAL_MAX_MS = 1000
+/** Page cache of the planner's read-only connection (it compiles statements, reads little). */
+export const PLANNER_CACHE_SIZE_KIB = 1024
+/** Page cache of the subscriptions database (stored results and change logs). */
+export const SUBS_DB_CACHE_SIZE_KIB = 8 * 1024
+/**
+ * Evaluations that may wait for one subscription reader process; more are refused as
+ * overloaded and retried on a later tick.
+ */
+export const SUBS_EVALS_PER_READER_MAX = 4

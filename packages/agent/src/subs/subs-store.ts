@@ -20,6 +20,8 @@ import { openDb, type Synchronous } from '../store/open-db.ts'
 import { changeLine, KIND_CODES, KIND_NAMES, rowLine, type ChangeKind } from './events.ts'
 import { identityKeys } from './identity.ts'
 import { decodeParams, encodeParams } from './params.ts'
+import { SUBS_DB_CACHE_SIZE_KIB } from './subs-defaults.ts'
+import { BUSY_TIMEOUT_MS } from '../config/defaults.ts'
 
 export const SUBS_DB_FILE = 'subs.db'
 const SCHEMA_VERSION = 1
@@ -181,7 +183,7 @@ export class SubsStore {
 
   private constructor(file: string, synchronous: Synchronous) {
     this.file = file
-    this.db = openDb(file, { synchronous, cacheSizeKib: 8 * 1024 })
+    this.db = openDb(file, { synchronous, cacheSizeKib: SUBS_DB_CACHE_SIZE_KIB })
     this.db.defaultSafeIntegers(false)
     // Staged rows live on this connection only and need no durability.
     this.db.pragma('temp_store = FILE')
@@ -411,7 +413,7 @@ export class SubsStore {
   snapshot(num: number): Snapshot | null {
     const db = new Database(this.file, { readonly: true })
     try {
-      db.pragma('busy_timeout = 5000')
+      db.pragma(`busy_timeout = ${String(BUSY_TIMEOUT_MS)}`)
       db.prepare('BEGIN').run()
       const changeId = db.prepare('SELECT last_change FROM subs WHERE sub = ?').pluck().get(num) as
         number | undefined
