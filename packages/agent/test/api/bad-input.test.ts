@@ -631,7 +631,7 @@ describe('api - bearer token', () => {
     ['the token without the scheme', { authorization: TOKEN }],
     ['Basic auth', { authorization: `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}` }],
   ]
-  const REQUESTS: Omit<Case, 'name' | 'status' | 'error'>[] = [
+  const REQUESTS: Omit<Case, 'name' | 'status' | 'code' | 'error'>[] = [
     { url: TX, payload: txBody("INSERT INTO t (id, v) VALUES (1, 'x')") },
     { url: QUERY, payload: '"SELECT 1"' },
     { url: '/v1/table_stats', payload: '{"tables": ["t"]}' },

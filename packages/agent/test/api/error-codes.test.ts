@@ -234,9 +234,9 @@ describe('api - error codes of subscriptions and update streams', () => {
         )
       }
       const stream = await openStream(s.base, 'POST', '/v1/subscriptions', 'SELECT id FROM t')
-      await readUntil(stream, new StreamState(), 0)
+      await readUntil(stream, new StreamState(), 0, 15_000)
       const closed = s.app.close()
-      const events = await stream.rest()
+      const events = await stream.rest(15_000)
       await closed
       const last = events.at(-1) ?? null
       assert.ok(isObj(last), stream.raw.join('\n'))
