@@ -7,6 +7,8 @@ export type ReplicaErrorCode =
   | 'UNKNOWN_COLUMN'
   | 'INVALID_CHANGE'
   | 'STATEMENT_NOT_ALLOWED'
+  /** A local write would store TEXT that is not valid UTF-8 (text-check.ts). */
+  | 'INVALID_TEXT'
 
 export class ReplicaError extends Error {
   override readonly name = 'ReplicaError'

@@ -38,6 +38,7 @@ import { isInternalName, q, SENTINEL_CID } from './names.ts'
 import { packPk, unpackPk } from './pk-codec.ts'
 import { StatementGuard } from './statement-guard.ts'
 import { TableStatements } from './table-statements.ts'
+import { checkVersionText, holdsReplacement } from './text-check.ts'
 import {
   addColumnMetadataSql,
   createMetadataSql,
@@ -167,6 +168,11 @@ export class Replica {
   private mode: Mode = 'idle'
   private pendingVersion = 0
   private seq = 0
+  /**
+   * True once the current local transaction stored a string holding U+FFFD (text-check.ts);
+   * transaction() clears it when the transaction ends.
+   */
+  private textSuspect = false
   private readonly tables = new Map<string, TableStatements>()
   private readonly siteIds: Uint8Array[] = []
   private readonly siteOrdinals = new Map<string, number>()
@@ -263,12 +269,19 @@ export class Replica {
     this.db.function('patina_dbv', { deterministic: false }, () =>
       this.mode === 'capture' ? this.pendingVersion : outside(),
     )
-    this.db.function('patina_seq', { deterministic: false }, () =>
-      this.mode === 'capture' ? this.seq++ : outside(),
-    )
-    // A block of `n` consecutive seqs (one per column of an inserted row): returns the first.
-    this.db.function('patina_seqs', { deterministic: false }, (n: unknown) => {
+    // Both also get the values the write stores in the cells they stamp: a string holding
+    // U+FFFD makes the transaction check its TEXT bytes before it commits (text-check.ts).
+    // safeIntegers off: INTEGER values are of no interest, and numbers cost less than bigints.
+    const seqOptions = { deterministic: false, varargs: true, safeIntegers: false }
+    this.db.function('patina_seq', seqOptions, (...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
+      if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
+      return this.seq++
+    })
+    // A block of `n` consecutive seqs (one per column of an inserted row): returns the first.
+    this.db.function('patina_seqs', seqOptions, (n: unknown, ...stored: unknown[]) => {
+      if (this.mode !== 'capture') return outside()
+      if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
       const first = this.seq
       this.seq += Number(n)
       return first
@@ -490,6 +503,7 @@ export class Replica {
       return result
     } finally {
       this.mode = 'idle'
+      this.textSuspect = false
     }
   }
 
@@ -515,6 +529,14 @@ export class Replica {
     let version: number | null = null
     if (this.seq > 0) {
       version = this.pendingVersion
+      // Throws INVALID_TEXT (and so rolls back) if the version would carry ill-formed UTF-8.
+      if (this.textSuspect) {
+        checkVersionText(
+          this.db,
+          [...this.tables.values()].map((t) => t.table),
+          version,
+        )
+      }
       this.stmts.setHead.run(0, version)
     }
     return { results, version }

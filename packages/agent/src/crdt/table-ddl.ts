@@ -29,10 +29,28 @@ import {
   triggerName,
   versionIndexTable,
 } from './names.ts'
+import { storedValueSql } from './text-check.ts'
 
 const DBV = 'patina_dbv()'
 const CAPTURING = 'patina_capture()'
 const SEQ = 'patina_seq()'
+
+/**
+ * `patina_seq()` (one seq) or `patina_seqs(n)` (a block of n), given the values the write
+ * stores in the cells it stamps, so that TEXT that is not valid UTF-8 is refused without a
+ * call of its own (text-check.ts).
+ */
+function seqSql(fn: 'patina_seq' | 'patina_seqs', args: readonly string[]): string {
+  return `${fn}(${args.join(', ')})`
+}
+
+/** Every column of the row `rec` (key first), as `seqSql` takes them. */
+function storedRowSql(t: CrrTable, rec: string): string[] {
+  return [
+    ...t.pk.map((p) => storedValueSql(`${rec}.${q(p.name)}`, p.type)),
+    ...t.cols.map((c, i) => storedValueSql(`${rec}.${q(c)}`, t.colTypes[i] ?? '')),
+  ]
+}
 
 function pkDefs(t: CrrTable): string {
   return t.pk.map((p) => `${q(p.name)} ${p.type} NOT NULL`).join(', ')
@@ -97,12 +115,14 @@ function captureInsert(t: CrrTable, rec: string): string[] {
     `WHERE NOT EXISTS (SELECT 1 FROM ${clock} WHERE ${pkMatch(t, rec)}) ` +
     `ON CONFLICT DO UPDATE SET __refs = __refs + excluded.__refs`
   if (t.cols.length === 0) {
+    // Exactly one of the two statements stamps the sentinel (the key's only stamp).
+    const keySeq = seqSql('patina_seq', storedRowSql(t, rec))
     return [
       freshIndex,
-      `UPDATE ${clock} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, __cq = ${SEQ} ` +
+      `UPDATE ${clock} SET __cl = __cl + 1, __cs = 0, __cd = ${DBV}, __cq = ${keySeq} ` +
         `WHERE ${pkMatch(t, rec)} AND __cl % 2 = 0`,
       `INSERT INTO ${clock} (${pkList(t)}, __cl, __cs, __cd, __cq) ` +
-        `SELECT ${pkList(t, rec + '.')}, 1, 0, ${DBV}, ${SEQ} ` +
+        `SELECT ${pkList(t, rec + '.')}, 1, 0, ${DBV}, ${keySeq} ` +
         `WHERE NOT EXISTS (SELECT 1 FROM ${clock} WHERE ${pkMatch(t, rec)})`,
     ]
   }
@@ -114,6 +134,7 @@ function captureInsert(t: CrrTable, rec: string): string[] {
   ])
   const values = t.cols.map((_, i) => `1, 0, x.d, x.s + ${i}`).join(', ')
   const first = q(cellDbvCol(t.cols[0] as string))
+  const seqs = seqSql('patina_seqs', [String(t.cols.length), ...storedRowSql(t, rec)])
   const dead = '__cl % 2 = 0'
   const updates = [
     `__cs = CASE WHEN ${dead} THEN 0 ELSE __cs END`,
@@ -133,7 +154,7 @@ function captureInsert(t: CrrTable, rec: string): string[] {
     freshIndex,
     `INSERT INTO ${clock} (${pkList(t)}, __cl, ${names.map(q).join(', ')}) ` +
       `SELECT ${pkList(t, rec + '.')}, 1, ${values} ` +
-      `FROM (SELECT ${DBV} AS d, patina_seqs(${t.cols.length}) AS s) AS x WHERE true ` +
+      `FROM (SELECT ${DBV} AS d, ${seqs} AS s) AS x WHERE true ` +
       `ON CONFLICT (${pkList(t)}) DO UPDATE SET ${updates}`,
   ]
 }
@@ -177,15 +198,16 @@ function captureTriggers(t: CrrTable): string[] {
   ]
   if (t.cols.length > 0) {
     const sets = t.cols
-      .map((c) => {
+      .map((c, i) => {
         const when = changed(c)
         const keep = (f: (c: string) => string, v: string): string =>
           `${q(f(c))} = CASE WHEN ${when} THEN ${v} ELSE ${q(f(c))} END`
+        const stored = storedValueSql(`NEW.${q(c)}`, t.colTypes[i] ?? '')
         return [
           keep(cellVersionCol, `coalesce(${q(cellVersionCol(c))}, 0) + 1`),
           keep(cellSiteCol, '0'),
           keep(cellDbvCol, DBV),
-          keep(cellSeqCol, SEQ),
+          keep(cellSeqCol, seqSql('patina_seq', [stored])),
         ].join(', ')
       })
       .join(', ')

@@ -541,6 +541,33 @@ describe('wire - malformed input', () => {
     expectMalformed(Uint8Array.from([WIRE_VERSION, 0, 7, 0, ...SENDER]), /unknown message type/)
   })
 
+  it('rejects a change whose TEXT value is not valid UTF-8, and keeps valid multi-byte TEXT exact', () => {
+    // Local writes refuse such TEXT (INVALID_TEXT), so no honest peer sends it; a message that
+    // carries it anyway is malformed, not replaced with U+FFFD (which would make replicas differ).
+    const valid = 'é😀'
+    const bytes = encodeMessage(changeMessage([change({ val: valid })]))
+    const decoded = decodeChecked(bytes)
+    assert.ok(decoded.ok && decoded.message.type === 'change')
+    assert.ok(decoded.message.chunk.kind === 'full')
+    assert.equal(decoded.message.chunk.changes[0]?.val, valid)
+    const utf8 = Buffer.from(valid, 'utf8') // C3 A9 F0 9F 98 80: 6 bytes
+    const at = Buffer.from(bytes).indexOf(utf8)
+    assert.ok(at > 0)
+    // Same length, so only the bytes change: FF 61 (the bug report's value), a lone
+    // continuation byte, an overlong NUL, a UTF-8-encoded surrogate, a code point above U+10FFFF.
+    for (const bad of [
+      [0xff, 0x61, 0x61, 0x61, 0x61, 0x61],
+      [0x61, 0x80, 0x61, 0x61, 0x61, 0x61],
+      [0xc0, 0x80, 0x61, 0x61, 0x61, 0x61],
+      [0xed, 0xa0, 0x80, 0x61, 0x61, 0x61],
+      [0xf4, 0x90, 0x80, 0x80, 0x61, 0x61],
+    ]) {
+      const patched = Uint8Array.from(bytes)
+      patched.set(bad, at)
+      expectMalformed(patched, /TEXT is not valid UTF-8/)
+    }
+  })
+
   it('rejects a dictionary entry added twice, a dangling reference and a repeated literal pk', () => {
     const bytes = encodeMessage(
       changeMessage([change({ seq: 1 }), change({ seq: 0, pk: packPk([8n]) })]),
