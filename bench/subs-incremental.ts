@@ -36,7 +36,7 @@ import { parseConfig } from '../packages/agent/src/config/load-config.ts'
 import { Replica } from '../packages/agent/src/crdt/replica.ts'
 import { createAgentMetrics } from '../packages/agent/src/metrics/agent-metrics.ts'
 import { createSubsMetrics } from '../packages/agent/src/metrics/subs-metrics.ts'
-import { ReaderPool } from '../packages/agent/src/store/reader-pool.ts'
+import { ReaderPool } from '../packages/agent/src/query/reader-pool.ts'
 import { Subscriptions, type Connection } from '../packages/agent/src/subs/subscriptions.ts'
 import { machineLine } from './lib/agents.ts'
 import {

@@ -18,7 +18,7 @@
  */
 import { isErrorCode, statusOf, type ErrorCode } from '@patina/protocol'
 import { ReplicaError } from '../crdt/errors.ts'
-import { QueryError } from '../store/reader-pool.ts'
+import { QueryError } from '../query/reader-pool.ts'
 import { SubsError, wireCode } from '../subs/errors.ts'
 import { JsonBodyError } from './json.ts'
 import { StatementShapeError } from './statements.ts'

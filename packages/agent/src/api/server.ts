@@ -33,7 +33,7 @@ import { siteIdHex, type Params, type Replica } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import type { MemberInfo } from '../membership/member.ts'
 import type { AgentMetrics } from '../metrics/agent-metrics.ts'
-import { registerSubsRoutes } from '../subs/routes.ts'
+import { registerSubsRoutes } from './subs-routes.ts'
 import type { Subscriptions } from '../subs/subscriptions.ts'
 import { ApiError, codeOf, messageOf } from './errors.ts'
 import { encodeRow, parseJson, stringify, type JsonValue } from './json.ts'
@@ -44,7 +44,7 @@ export type QueryEvent =
   | { readonly kind: 'rows'; readonly rows: readonly (readonly SqlValue[])[] }
   | { readonly kind: 'end'; readonly timeS: number }
 
-/** What the API needs of the reader pool (store/reader-pool.ts). */
+/** What the API needs of the reader pool (query/reader-pool.ts). */
 export interface QueryRunner {
   query(
     sql: string,

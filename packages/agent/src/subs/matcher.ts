@@ -14,10 +14,10 @@
  * - keys: an incremental subscription's query restricted to changed keys (incremental-sql.ts),
  *   diffed against the stored rows those keys reach, in chunks of SUBS_EVAL_KEYS_MAX keys.
  */
-import { encodeRow } from '../api/json.ts'
+import { encodeCells } from '@patina/protocol'
 import { packPk, unpackPk } from '../crdt/pk-codec.ts'
 import type { SqlValue } from '../crdt/values.ts'
-import type { QueryEvent } from '../store/reader-pool.ts'
+import type { QueryEvent } from '../query/reader-pool.ts'
 import { messageOf, SubsError } from './errors.ts'
 import { identityKeys, rowIdentity, type IdentityItem } from './identity.ts'
 import { probeQuery, restrictedQuery, type Restriction } from './incremental-sql.ts'
@@ -32,7 +32,7 @@ import {
 } from './subs-store.ts'
 import type { Subscription } from './subscription.ts'
 
-/** What evaluations need of a reader pool (store/reader-pool.ts). */
+/** What evaluations need of a reader pool (query/reader-pool.ts). */
 export interface EvalRunner {
   query(
     sql: string,
@@ -87,14 +87,14 @@ function stager(plan: Plan): (row: readonly SqlValue[]) => StagedRow {
   const n = plan.columns.length
   if (plan.mode === 'full') {
     return (row) => {
-      const vals = encodeRow(row)
+      const vals = encodeCells(row)
       return { ident: Buffer.from(vals), vals, prefix: null }
     }
   }
   const items = identityItems(plan)
   return (row) => {
     const id = rowIdentity(items, row.slice(n), plan.hasLeftJoin)
-    return { ident: id.ident, vals: encodeRow(row.slice(0, n)), prefix: id.prefix }
+    return { ident: id.ident, vals: encodeCells(row.slice(0, n)), prefix: id.prefix }
   }
 }
 

@@ -9,7 +9,7 @@
  * sees an older state of a key after a newer one. Each listener's queue holds at most
  * `maxQueued` lines: a listener that lets more pile up is cut off with an error event.
  */
-import { encodeRow } from '../api/json.ts'
+import { encodeCells } from '@patina/protocol'
 import { unpackPk } from '../crdt/pk-codec.ts'
 import { SubsError } from './errors.ts'
 import { notifyLine } from './events.ts'
@@ -114,7 +114,7 @@ export class UpdatesHub {
       const lines: string[] = []
       for (const { pk, deleted } of keys.values()) {
         try {
-          lines.push(notifyLine(deleted, encodeRow(unpackPk(pk))))
+          lines.push(notifyLine(deleted, encodeCells(unpackPk(pk))))
         } catch {
           // A key that does not decode is counted and skipped; the others still go out.
           this.undecodable++

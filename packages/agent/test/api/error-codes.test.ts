@@ -20,7 +20,7 @@ import { codeOf } from '../../src/api/errors.ts'
 import { buildApi, type QueryEvent, type QueryRunner } from '../../src/api/server.ts'
 import { ReplicaError, type ReplicaErrorCode } from '../../src/crdt/errors.ts'
 import { createAgentMetrics } from '../../src/metrics/agent-metrics.ts'
-import { QueryError, ReaderPool } from '../../src/store/reader-pool.ts'
+import { QueryError, ReaderPool } from '../../src/query/reader-pool.ts'
 import { isObj, openStream, openSubsApi, readUntil, StreamState } from '../subs/harness.ts'
 import { inject, openApi, postJson, postText, type ApiHarness } from './harness.ts'
 

@@ -19,7 +19,7 @@ import { buildApi, type Api } from '../../src/api/server.ts'
 import { parseConfig, type Config } from '../../src/config/load-config.ts'
 import { Replica } from '../../src/crdt/replica.ts'
 import { createAgentMetrics, type AgentMetrics } from '../../src/metrics/agent-metrics.ts'
-import { ReaderPool } from '../../src/store/reader-pool.ts'
+import { ReaderPool } from '../../src/query/reader-pool.ts'
 
 /** The test table: typed columns of each kind and one untyped column `x`. */
 export const SCHEMA = 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, r REAL, b BLOB, x);'

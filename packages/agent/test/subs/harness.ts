@@ -22,7 +22,7 @@ import type { SqlValue } from '../../src/crdt/values.ts'
 import { createAgentMetrics, type AgentMetrics } from '../../src/metrics/agent-metrics.ts'
 import { createSubsMetrics } from '../../src/metrics/subs-metrics.ts'
 import { systemClock, type Clock } from '../../src/runtime/clock.ts'
-import { ReaderPool } from '../../src/store/reader-pool.ts'
+import { ReaderPool } from '../../src/query/reader-pool.ts'
 import { Subscriptions } from '../../src/subs/subscriptions.ts'
 
 export const SUBS_SCHEMA = [

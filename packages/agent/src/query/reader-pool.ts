@@ -401,7 +401,7 @@ export class ReaderPool {
   // ---------------------------------------------------------------- readers
 
   private spawn(): ChildProcess {
-    // Compiled, this module is dist/store/reader-pool.js next to reader-worker.js; under tsx
+    // Compiled, this module is dist/query/reader-pool.js next to reader-worker.js; under tsx
     // (tests, bench) it is the .ts source, and the reader needs tsx to load its .ts file.
     const fromSource = import.meta.url.endsWith('.ts')
     const entry = new URL(fromSource ? './reader-worker.ts' : './reader-worker.js', import.meta.url)

@@ -26,7 +26,7 @@ import {
   type QueryParams,
   type QueryStream,
   type ReaderPoolOptions,
-} from '../../src/store/reader-pool.ts'
+} from '../../src/query/reader-pool.ts'
 
 /** Rows 1..SEEDED: id, v = 'v<id>', r = id + 0.5, b = null. */
 const SEEDED = 1000

@@ -16,7 +16,7 @@ import { CAPTURE_FUNCTIONS } from '../crdt/names.ts'
 import { StatementGuard } from '../crdt/statement-guard.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import { READER_CACHE_SIZE_KIB } from '../config/defaults.ts'
-import { openDb } from './open-db.ts'
+import { openDb } from '../store/open-db.ts'
 import type { FromWorker, QueryParams, ToWorker } from './query-types.ts'
 
 /** Page cache of each reader connection in KiB. */

@@ -27,10 +27,15 @@ import {
 } from '@patina/protocol'
 import type { Logger } from 'pino'
 import { API_RETRY_AFTER_S } from '../config/defaults.ts'
-import { stringify, type JsonValue } from '../api/json.ts'
-import { toStatement } from '../api/statements.ts'
-import { SubsError, wireCode } from './errors.ts'
-import type { Connection, OpenedStream, StreamRequest, Subscriptions } from './subscriptions.ts'
+import { stringify, type JsonValue } from './json.ts'
+import { toStatement } from './statements.ts'
+import { SubsError, wireCode } from '../subs/errors.ts'
+import type {
+  Connection,
+  OpenedStream,
+  StreamRequest,
+  Subscriptions,
+} from '../subs/subscriptions.ts'
 
 function streamRequest(query: unknown): StreamRequest {
   const q = (query ?? {}) as Record<string, unknown>
