@@ -9,7 +9,11 @@ import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const packages = ['packages/protocol/src', 'packages/client/src', 'packages/agent/src']
+// The source folders to check (relative to the repository root), or those given as arguments.
+const packages =
+  process.argv.length > 2
+    ? process.argv.slice(2)
+    : ['packages/protocol/src', 'packages/client/src', 'packages/agent/src']
 
 function filesUnder(dir) {
   const out = []
@@ -68,7 +72,7 @@ function witness(graph, scc, label) {
 
 const problems = []
 for (const pkg of packages) {
-  const srcDir = join(root, pkg)
+  const srcDir = resolve(root, pkg)
   const files = filesUnder(srcDir)
   const fileGraph = new Map()
   const folderGraph = new Map()
@@ -87,7 +91,10 @@ for (const pkg of packages) {
       if (a !== b && a !== '.' && b !== '.') {
         if (!folderGraph.has(a)) folderGraph.set(a, new Set())
         folderGraph.get(a).add(b)
-        folderEdges.set(`${a} -> ${b}`, `${relative(srcDir, file)} imports ${relative(srcDir, target)}`)
+        folderEdges.set(
+          `${a} -> ${b}`,
+          `${relative(srcDir, file)} imports ${relative(srcDir, target)}`,
+        )
       }
     }
     fileGraph.set(file, deps)
