@@ -36,6 +36,8 @@ export interface Agent {
   readonly replica: Replica
   /** Base URLs of the HTTP API, e.g. `http://127.0.0.1:8080`. */
   readonly apiUrls: readonly string[]
+  /** The API servers, one per address (for `inject()` in tests). */
+  readonly apis: readonly Api[]
   readonly metrics: AgentMetrics
   /** Membership and replication on the gossip address. */
   readonly node: PatinaNode
@@ -226,6 +228,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     )
 
     const apiUrls: string[] = []
+    const apis: Api[] = []
     for (const addr of config.api.addrs) {
       const api = buildApi({
         replica,
@@ -258,6 +261,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
           ),
         ]),
       )
+      apis.push(api)
       apiUrls.push(await listen(api, addr))
     }
 
@@ -293,7 +297,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       },
       'agent started',
     )
-    return { replica, apiUrls, metrics, node, reload: applySchema, stop }
+    return { replica, apiUrls, apis, metrics, node, reload: applySchema, stop }
   } catch (err) {
     await stop()
     throw err

@@ -23,7 +23,6 @@ let base: string
 let port: number
 before(async () => {
   h = await openApi('[api]\nmax_inflight_transactions = 2')
-  await h.app.listen({ host: '127.0.0.1', port: 0 })
   port = (h.app.server.address() as AddressInfo).port
   base = `http://127.0.0.1:${port}`
 })

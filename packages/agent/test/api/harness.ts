@@ -1,25 +1,26 @@
 /**
- * Goal: one in-process API built exactly as main.ts builds it, for tests that drive it with
- * fastify's inject() (no sockets) or, where a test needs requests really in flight, on a
- * loopback port.
+ * Goal: one in-process agent built by main.ts's own startAgent(), for tests that drive its API
+ * with fastify's inject() (no sockets) or, where a test needs requests really in flight, on
+ * its loopback port.
  *
- * Method: a temporary directory with a file-backed Replica and the test schema, a ReaderPool on
- * the same file, fresh metrics, a silent pino logger and a config parsed from TOML text (extra
- * TOML appended by the test), then buildApi(). close() undoes all of it in reverse order.
+ * Method: a temporary directory with the test schema file and a config parsed from TOML text
+ * (the test's extra TOML merged in), then startAgent() with a silent logger. close() stops the
+ * agent and removes the directory.
  * Also: request helpers, an NDJSON splitter, and `state()`, a snapshot of everything a refused
  * request must leave unchanged (rows of t, internal bookkeeping, the writer's PRAGMAs).
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import { pino } from 'pino'
-import { buildApi, type Api } from '../../src/api/server.ts'
+import { parse as parseToml, stringify as stringifyToml } from 'smol-toml'
+import type { Api } from '../../src/api/server.ts'
 import { parseConfig, type Config } from '../../src/config/load-config.ts'
-import { Replica } from '../../src/crdt/replica.ts'
-import { createAgentMetrics, type AgentMetrics } from '../../src/metrics/agent-metrics.ts'
-import { ReaderPool } from '../../src/query/reader-pool.ts'
+import type { Replica } from '../../src/crdt/replica.ts'
+import { startAgent, type Agent } from '../../src/main.ts'
+import type { AgentMetrics } from '../../src/metrics/agent-metrics.ts'
 
 /** The test table: typed columns of each kind and one untyped column `x`. */
 export const SCHEMA = 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, r REAL, b BLOB, x);'
@@ -27,46 +28,72 @@ export const SCHEMA = 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, 
 export interface ApiHarness {
   readonly dir: string
   readonly file: string
+  /** The agent's bound gossip address (as it lists itself in /v1/members). */
+  readonly gossipAddr: string
   readonly replica: Replica
-  readonly readers: ReaderPool
   readonly config: Config
   readonly metrics: AgentMetrics
   readonly app: Api
   close(): Promise<void>
 }
 
-/** Builds the API on a fresh database. `extraToml` is appended to the config (e.g. `[api]`). */
+/**
+ * Starts an agent on a fresh database, exactly as `patina agent` does (startAgent: the API on a
+ * loopback port, the node on another, the admin socket in the directory). `extraToml` is merged
+ * into the config (e.g. `[api]` keys).
+ */
 export async function openApi(extraToml = ''): Promise<ApiHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'patina-api-'))
   const file = join(dir, 'state.db')
-  const opened: (() => Promise<void> | void)[] = [
-    () => {
-      rmSync(dir, { recursive: true, force: true })
-    },
-  ]
+  writeFileSync(join(dir, 'schema.sql'), SCHEMA)
+  let agent: Agent | null = null
   const close = async (): Promise<void> => {
-    for (const undo of opened.reverse()) await undo()
-    opened.length = 0
+    await agent?.stop()
+    agent = null
+    rmSync(dir, { recursive: true, force: true })
   }
   try {
-    const replica = Replica.open(file)
-    opened.push(() => {
-      if (replica.db.open) replica.close()
-    })
-    replica.applySchema([{ path: 'schema.sql', sql: SCHEMA }])
-    const readers = await ReaderPool.open({ path: file })
-    opened.push(() => readers.close())
-    const { config } = parseConfig(`[db]\npath = "state.db"\n${extraToml}\n`, dir, 'test config')
-    const metrics = createAgentMetrics()
-    const logger = pino({ level: 'silent' })
-    const app = buildApi({ replica, readers, config, metrics, logger })
-    opened.push(() => app.close())
+    const base = {
+      db: { path: 'state.db', schema_paths: ['schema.sql'] },
+      api: { addr: '127.0.0.1:0' },
+      gossip: { addr: '127.0.0.1:0' },
+      admin: { path: 'admin.sock' },
+    }
+    const toml = stringifyToml(merge(base, parseToml(extraToml)))
+    const { config } = parseConfig(toml, dir, 'test config')
+    agent = await startAgent(config, pino({ level: 'silent' }))
+    const app = agent.apis[0]
+    assert.ok(app !== undefined)
     await app.ready()
-    return { dir, file, replica, readers, config, metrics, app, close }
+    return {
+      dir,
+      file,
+      gossipAddr: agent.node.addr,
+      replica: agent.replica,
+      config,
+      metrics: agent.metrics,
+      app,
+      close,
+    }
   } catch (err) {
     await close()
     throw err
   }
+}
+
+/** `extra`'s keys over `base`'s, tables merged key by key. */
+function merge(
+  base: Record<string, unknown>,
+  extra: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(extra)) {
+    const b = out[k]
+    const isTable = (x: unknown): x is Record<string, unknown> =>
+      typeof x === 'object' && x !== null && !Array.isArray(x)
+    out[k] = isTable(b) && isTable(v) ? merge(b, v) : v
+  }
+  return out
 }
 
 /** POST with a JSON body given as text (so that tests control every byte of it). */

@@ -74,14 +74,14 @@ describe('api - health', () => {
 })
 
 describe('api - members', () => {
-  it('api - members without membership lists this agent alone, alive', async () => {
+  it('api - members of a lone agent lists this agent alone, alive', async () => {
     const res = await get('/v1/members')
     assert.equal(res.statusCode, 200)
     assert.match(String(res.headers['content-type']), /^application\/json/)
     assert.deepEqual(res.json(), [
       {
         actor_id: siteIdHex(h.replica.siteId),
-        addr: h.config.gossip.addr,
+        addr: h.gossipAddr,
         state: 'alive',
         incarnation: 0,
         rtt_ms: null,
