@@ -19,8 +19,8 @@ import Database from 'better-sqlite3'
 import {
   chunkBytes as chunkAccountingBytes,
   chunkVersion,
-} from '../../packages/agent/src/broadcast/chunks.ts'
-import { chunkEncodedBytes, encodeMessage } from '../../packages/agent/src/broadcast/wire.ts'
+} from '../../packages/agent/src/wire/chunks.ts'
+import { chunkEncodedBytes, encodeMessage } from '../../packages/agent/src/wire/wire.ts'
 import { DEFAULT_CLUSTER_ID } from '../../packages/agent/src/config/defaults.ts'
 import { parseConfig } from '../../packages/agent/src/config/load-config.ts'
 import { Replica } from '../../packages/agent/src/crdt/replica.ts'

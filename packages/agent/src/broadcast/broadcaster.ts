@@ -18,7 +18,7 @@
 import { BROADCAST_RETRANSMIT_MULT, BROADCAST_TRANSMISSIONS_MIN } from '../config/defaults.ts'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
-import type { TokenBucket } from './token-bucket.ts'
+import type { TokenBucket } from '../runtime/token-bucket.ts'
 
 export interface Peer {
   /** 32 hex digits. */

@@ -3,7 +3,7 @@
  * lacks and is not already getting. Pure.
  */
 import type { VersionRange } from '../crdt/version-ranges.ts'
-import type { Need, OriginHave } from '../broadcast/messages.ts'
+import type { Need, OriginHave } from '../wire/messages.ts'
 
 export interface Mine {
   /** This node's head and gaps for an origin (head 0 when it has nothing of it). */

@@ -17,16 +17,26 @@ import {
 import { siteIdHex, type Replica } from '../crdt/replica.ts'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
-import type { ApplyQueue } from '../broadcast/apply-queue.ts'
 import type { Peer } from '../broadcast/broadcaster.ts'
-import type { Message, Need, OriginHave } from '../broadcast/messages.ts'
-import { decodeMessage, encodeMessage } from '../broadcast/wire.ts'
+import type { Chunk, Message, Need, OriginHave } from '../wire/messages.ts'
+import { decodeMessage, encodeMessage } from '../wire/wire.ts'
 import { computeNeeds } from './needs.ts'
 
 /** One conversation with a peer: request/response exchanges in order. */
 export interface SyncSession {
   request(bytes: Uint8Array, signal: AbortSignal): Promise<Uint8Array>
   close(): void
+}
+
+/**
+ * What the client needs of the apply queue (replication/apply-queue.ts): room reserved for a
+ * whole answer before asking for it, the chunks offered, and what is already queued.
+ */
+export interface SyncApplyQueue {
+  reserve(bytes: number): Promise<{ readonly bytes: number; release(): void }>
+  offer(chunk: Chunk, source: 'sync'): boolean
+  /** Per origin (hex), the versions of full chunks waiting to be applied. */
+  pendingVersions(): Map<string, Set<number>>
 }
 
 export interface SyncClientOptions {
@@ -44,7 +54,7 @@ export interface SyncClientDeps {
   readonly clock: Clock
   readonly random: Random
   readonly clusterId: number
-  readonly queue: ApplyQueue
+  readonly queue: SyncApplyQueue
   peers(): readonly Peer[]
   openSession(addr: string): SyncSession
   /** True when this node knows it lacks versions: no backing off then. */

@@ -11,9 +11,9 @@
 import { CHUNK_OVERHEAD_BYTES } from '../config/defaults.ts'
 import type { Replica } from '../crdt/replica.ts'
 import type { Clock } from '../runtime/clock.ts'
-import { chunkBytes, chunkVersion } from '../broadcast/chunks.ts'
-import type { Chunk, Message, Need, SyncRejectReason } from '../broadcast/messages.ts'
-import type { TokenBucket } from '../broadcast/token-bucket.ts'
+import { chunkBytes, chunkVersion } from '../wire/chunks.ts'
+import type { Chunk, Message, Need, SyncRejectReason } from '../wire/messages.ts'
+import type { TokenBucket } from '../runtime/token-bucket.ts'
 
 export interface SyncServerOptions {
   readonly sessionsMax: number

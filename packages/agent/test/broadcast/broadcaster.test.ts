@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ApplyQueue, type QueuedChunk } from '../../src/broadcast/apply-queue.ts'
+import { ApplyQueue, type QueuedChunk } from '../../src/replication/apply-queue.ts'
 import { Broadcaster, transmissionsFor, type Peer } from '../../src/broadcast/broadcaster.ts'
-import { chunkBytes } from '../../src/broadcast/chunks.ts'
-import type { Chunk } from '../../src/broadcast/messages.ts'
-import { TokenBucket } from '../../src/broadcast/token-bucket.ts'
+import { chunkBytes } from '../../src/wire/chunks.ts'
+import type { Chunk } from '../../src/wire/messages.ts'
+import { TokenBucket } from '../../src/runtime/token-bucket.ts'
 import { SeededRandom } from '../../src/runtime/random.ts'
 import { Scheduler, virtualClock } from '../../src/sim/scheduler.ts'
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { decodeMessage } from '../../src/broadcast/wire.ts'
+import { decodeMessage } from '../../src/wire/wire.ts'
 import { KIND_BROADCAST, type ReplicationNode } from '../../src/sim/replication-cluster.ts'
 import { seeds, withSeed } from '../sim/seeds.ts'
 import { books, buffered, nodeAt, rowCount, testCluster } from './harness.ts'
@@ -254,14 +254,16 @@ describe('replication - named cases', () => {
   })
 
   it('disabling anti-entropy makes the loss simulation fail', async (t) => {
-    // The loss scenario, small: 3 nodes, 20% datagram loss, 200 one-statement writes (about
-    // half of them change something and make a version). Without sync, a node misses a
-    // version when both the origin's send and the one relay it gets are lost: p = 0.2 × (1 −
-    // 0.8²) = 0.072, so a run with no miss among ~200 (version, receiver) pairs has p ≈ 3·10⁻⁷:
+    // The loss scenario, small: 3 nodes, 20% datagram loss, and 5% of stream frames resetting
+    // their connection (the frame and whatever else was in flight on it are lost, and sends
+    // while the link reconnects are dropped), 200 one-statement writes (about half of them
+    // change something and make a version). Broadcast goes over streams, which retransmit
+    // lost packets, so it is the resets that lose changes: each of the ~200 (version,
+    // receiver) frames resets its link with p = 0.05, so a run with no miss has p < 10^-4:
     // without sync every seed must fail, with it every seed must converge.
     const base: Omit<ScenarioOptions, 'seed'> = {
       nodes: 3,
-      link: { loss: 0.2 },
+      link: { loss: 0.2, reset: 0.05 },
       writes: 200,
       writePhaseMs: 20_000,
       largeRows: 0,

@@ -11,8 +11,8 @@
  */
 import { APPLY_BATCH_START, APPLY_GROW_BELOW_TARGET_DIVISOR } from '../config/defaults.ts'
 import type { Clock } from '../runtime/clock.ts'
-import { chunkBytes, chunkCost, chunkKey } from './chunks.ts'
-import type { Chunk } from './messages.ts'
+import { chunkBytes, chunkCost, chunkKey } from '../wire/chunks.ts'
+import type { Chunk } from '../wire/messages.ts'
 
 export interface ApplyQueueOptions {
   readonly queueMax: number

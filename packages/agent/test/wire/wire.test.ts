@@ -14,7 +14,7 @@ import fc from 'fast-check'
 import type { Change } from '../../src/crdt/changes.ts'
 import { packPk } from '../../src/crdt/pk-codec.ts'
 import type { SqlValue } from '../../src/crdt/values.ts'
-import type { Chunk, Message, Need, OriginHave } from '../../src/broadcast/messages.ts'
+import type { Chunk, Message, Need, OriginHave } from '../../src/wire/messages.ts'
 import {
   CHUNK_HEADER_BYTES_MAX,
   ChunkSizer,
@@ -26,7 +26,7 @@ import {
   peekHeader,
   SYNC_CHUNKS_OVERHEAD_BYTES_MAX,
   WIRE_VERSION,
-} from '../../src/broadcast/wire.ts'
+} from '../../src/wire/wire.ts'
 
 const LONG = process.env['PATINA_LONG'] === '1'
 const RUNS = LONG ? 20_000 : 400
