@@ -20,8 +20,13 @@
 import assert from 'node:assert/strict'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import { SeededRandom } from '../runtime/random.ts'
-import { DatagramCore, type DatagramTransport } from '../transport/datagram.ts'
-import type { StreamTransport } from '../transport/stream.ts'
+import { parseAddr, type HostPort } from '../transport/address.ts'
+import {
+  DatagramCore,
+  type DatagramOptions,
+  type DatagramTransport,
+} from '../transport/datagram.ts'
+import type { StreamOptions, StreamTransport } from '../transport/stream.ts'
 import { SIM_EPOCH_BASE, Scheduler } from './scheduler.ts'
 import { SimNetwork, type LinkProfile, type NetworkEndpoint } from './network.ts'
 
@@ -53,27 +58,58 @@ export interface HostHandlers {
   onRequest?(from: string, bytes: Uint8Array): Uint8Array | null | Promise<Uint8Array | null>
 }
 
-/** DatagramTransport on the simulated network for one life of a host. */
+/** Per-host options: the limits of its transports (defaults from transport/defaults.ts). */
+export interface HostOptions {
+  readonly datagram?: DatagramOptions
+  /** All but `wrap` (there are no sockets in the simulation). */
+  readonly stream?: StreamOptions
+}
+
+/**
+ * DatagramTransport on the simulated network for one life of a host. Counts as UdpTransport
+ * does: a destination that is not "host:port", or of the other IP family, is `bad_address`.
+ */
 class SimDatagramTransport implements DatagramTransport {
   readonly localAddr: string
-  private readonly core = new DatagramCore({})
+  private readonly core: DatagramCore
+  private readonly family: 0 | 4 | 6
   private readonly out: (to: string, bytes: Uint8Array) => void
   private closed = false
 
-  constructor(localAddr: string, out: (to: string, bytes: Uint8Array) => void) {
+  constructor(
+    localAddr: string,
+    out: (to: string, bytes: Uint8Array) => void,
+    options: DatagramOptions,
+  ) {
     this.localAddr = localAddr
     this.out = out
+    this.core = new DatagramCore(options)
+    this.family = parseAddr(localAddr).family
   }
 
   send(to: string, bytes: Uint8Array): void {
+    const size = bytes.length
     if (this.closed) {
-      this.core.drop('closed', { addr: to, bytes: bytes.length })
-    } else if (bytes.length > this.core.datagramBytesMax) {
-      this.core.drop('oversized_out', { addr: to, bytes: bytes.length })
-    } else {
-      this.core.sent(bytes.length)
-      this.out(to, bytes)
+      this.core.drop('closed', { addr: to, bytes: size })
+      return
     }
+    if (size > this.core.datagramBytesMax) {
+      this.core.drop('oversized_out', { addr: to, bytes: size })
+      return
+    }
+    let dest: HostPort
+    try {
+      dest = parseAddr(to)
+    } catch (error) {
+      this.core.drop('bad_address', { addr: to, bytes: size, error })
+      return
+    }
+    if (dest.family !== 0 && this.family !== 0 && dest.family !== this.family) {
+      this.core.drop('bad_address', { addr: to, bytes: size })
+      return
+    }
+    this.core.sent(size)
+    this.out(to, bytes)
   }
 
   onMessage(handler: (from: string, bytes: Uint8Array) => void): void {
@@ -207,14 +243,22 @@ export class SimHost<T extends object> {
   private readonly sim: Sim
   private readonly factory: HostFactory<T>
   private readonly random: SeededRandom
+  private readonly options: HostOptions
   private current: Life<T> | null = null
   private lives = 0
 
-  constructor(sim: Sim, addr: string, factory: HostFactory<T>, random: SeededRandom) {
+  constructor(
+    sim: Sim,
+    addr: string,
+    factory: HostFactory<T>,
+    random: SeededRandom,
+    options: HostOptions = {},
+  ) {
     this.sim = sim
     this.addr = addr
     this.factory = factory
     this.random = random
+    this.options = options
   }
 
   /** The running (or paused) life's handlers; null when crashed. */
@@ -240,7 +284,7 @@ export class SimHost<T extends object> {
     const send = (to: string, bytes: Uint8Array): void => {
       if (life.alive) network.send(this.addr, to, bytes)
     }
-    life.datagrams = new SimDatagramTransport(this.addr, send)
+    life.datagrams = new SimDatagramTransport(this.addr, send, this.options.datagram ?? {})
     const ctx: HostContext = {
       addr: this.addr,
       life: this.lives,
@@ -250,7 +294,7 @@ export class SimHost<T extends object> {
       send,
       request: (to, bytes, signal) => network.request(this.addr, to, bytes, signal),
       datagrams: life.datagrams,
-      streams: network.streams.transport(this.addr, life),
+      streams: network.streams.transport(this.addr, life, this.options.stream),
     }
     this.lives++
     this.current = life
@@ -321,10 +365,14 @@ export class Sim {
     return this.scheduler.now()
   }
 
-  /** Adds a host at `addr` and starts its first life at once. */
-  addHost<T extends object>(addr: string, factory: HostFactory<T>): SimHost<T> {
+  /** Adds a host at `addr` ("host:port") and starts its first life at once. */
+  addHost<T extends object>(
+    addr: string,
+    factory: HostFactory<T>,
+    options: HostOptions = {},
+  ): SimHost<T> {
     assert.ok(!this.hostsByAddr.has(addr), `a host already listens on ${addr}`)
-    const host = new SimHost<T>(this, addr, factory, this.hostRandom.fork())
+    const host = new SimHost<T>(this, addr, factory, this.hostRandom.fork(), options)
     this.hostsByAddr.set(addr, host)
     host.start()
     return host

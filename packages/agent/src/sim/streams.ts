@@ -1,8 +1,27 @@
 /**
  * Framed streams on the simulated network: the same `StreamTransport` / `FramedConnection`
- * contract as TCP (transport/stream.ts), at the level of frames, on virtual time. The node's
- * real stream code (push-pull, broadcast links, sync sessions, the stream-kind registrar) runs
- * on it unchanged.
+ * contract as TCP (transport/stream.ts), at the level of frames, on virtual time, with the same
+ * options (all but `wrap`: there are no sockets to wrap), defaults (transport/defaults.ts) and
+ * counters (`StreamStats`). The node's real stream code (push-pull, broadcast links, sync
+ * sessions, the stream-kind registrar) runs on it unchanged; test/transport/sim.test.ts runs the
+ * transport's behavioural cases against it.
+ *
+ * One connection end, as a Node.js socket over TCP:
+ * - `send()` writes the frame into the end's socket buffer and resolves at once while that holds
+ *   less than SIM_STREAM_SOCKET_BUFFER_BYTES (Node's writable high-water mark); otherwise it
+ *   resolves when the buffer has drained onto the network, and later frames wait in the send
+ *   queue, capped at `sendQueueBytesMax` (QUEUE_FULL beyond it, as over TCP);
+ * - the socket buffer drains onto the network at the next event of the same virtual time, as
+ *   far as the window lets it: frames on the wire or unread by the peer are capped at the
+ *   peer's `receiveBufferBytesMax` (a frame always goes when nothing is in flight), so a slow
+ *   reader pushes back on the sender;
+ * - `close()` stops reading at once, still sends what `send()` accepted, then an end of stream;
+ *   the peer answers with its own end of stream (TCP without half-open), and `closed()`
+ *   resolves on each side when both ends are done. A peer that does not answer within
+ *   `closeGraceMs` is cut off;
+ * - a frame above the receiver's `frameBytesMax`, an idle timeout, or a connection handler that
+ *   throws breaks the connection on that side (its reason counted) and sends an RST to the
+ *   other (SOCKET_ERROR there); data that reaches an end that is gone is answered with an RST.
  *
  * What the network does to a stream, drawn from the link profile of each direction:
  * - latency and jitter per frame; frames of one connection stay in order (TCP), so a frame
@@ -12,29 +31,36 @@
  *   reorders it against other connections and datagrams;
  * - reset: with probability `reset` per frame the connection is reset instead (both ends fail
  *   with SOCKET_ERROR, frames in flight are lost), as a middlebox or a peer's RST would;
- * - partition: a SYN across it vanishes (the connect times out); frames wait and are retried,
- *   and a connection that cannot deliver for `streamTimeoutMs` is reset;
+ * - partition: a SYN across it vanishes (the connect fails with CONNECT_TIMEOUT after
+ *   `connectTimeoutMs`); frames wait and are retried, and a connection that cannot deliver for
+ *   `streamTimeoutMs` is reset; an RST across it is lost;
  * - crash of a host: its connections are reset (the peer's kernel gets an RST), its listener
- *   is gone (connects are refused);
- * - pause of a host: frames, accepts and answers for it wait until it resumes.
+ *   is gone (connects are refused with CONNECT_FAILED);
+ * - pause of a host: frames, accepts, answers and resolved sends for it wait until it resumes
+ *   (its kernel still sends what was written and still answers connects).
  *
- * Flow control: frames sent and not yet read by the peer count against a window of
- * STREAM_RECEIVE_BUFFER_BYTES_MAX; `send()` past it waits, and past the send queue cap
- * (STREAM_SEND_QUEUE_BYTES_MAX) rejects with QUEUE_FULL, as the TCP transport does.
+ * Addresses: a listener binds "ip:port" on its host's own IP (port 0 picks a free port); the
+ * host addresses of both ends (what partitions and link profiles name) are the dialler's host
+ * and the listener's host. The accepted side sees the dialler's IP with an ephemeral port.
  */
-import {
-  FRAME_BYTES_MAX,
-  STREAM_CONNECT_TIMEOUT_MS,
-  STREAM_IDLE_TIMEOUT_MS,
-  STREAM_RECEIVE_BUFFER_BYTES_MAX,
-  STREAM_SEND_QUEUE_BYTES_MAX,
-} from '../transport/defaults.ts'
+import assert from 'node:assert/strict'
+import { formatAddr, normalizeAddr, parseAddr } from '../transport/address.ts'
+import { STREAM_CONNECT_TIMEOUT_MS, STREAM_INBOUND_CONNECTIONS_MAX } from '../transport/defaults.ts'
 import { abortError, TransportError } from '../transport/errors.ts'
-import { StreamCounters } from '../transport/framed-connection.ts'
+import { Fifo } from '../transport/fifo.ts'
+import { FRAME_HEADER_BYTES } from '../transport/frame-codec.ts'
+import {
+  connectFailureOf,
+  resolveLimits,
+  StreamCounters,
+  type ConnectionLimits,
+} from '../transport/framed-connection.ts'
 import type {
   FramedConnection,
+  SendRejection,
   StreamCloseReason,
   StreamListener,
+  StreamOptions,
   StreamStats,
   StreamTransport,
 } from '../transport/stream.ts'
@@ -76,14 +102,41 @@ export interface StreamNetwork {
 /** A lost stream frame is retransmitted after this (a TCP retransmission timeout). */
 export const SIM_STREAM_RETRANSMIT_MS = 200
 
+/**
+ * Bytes a connection's socket buffer holds before `send()` waits for it to drain: Node's default
+ * writable high-water mark, so a frame above it waits for the next event, as over TCP.
+ */
+export const SIM_STREAM_SOCKET_BUFFER_BYTES = 16 * 1024
+
+/** First port handed out for port 0 listens and for the dialler's end of a connection. */
+const SIM_EPHEMERAL_PORT_FIRST = 40_000
+
+/** A frame (or the end of stream, null) on the wire. */
 interface Pending {
   readonly data: Uint8Array | null
   readonly at: number
 }
 
-interface Waiting {
-  readonly frame: Uint8Array
+/** A frame accepted by `send()` and not yet resolved. */
+interface PendingSend {
+  readonly payload: Uint8Array
+  /** Header plus payload, as TCP counts it. */
+  readonly size: number
   readonly resolve: () => void
+  readonly reject: (err: TransportError) => void
+  readonly signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+  settled: boolean
+}
+
+/** A frame in the socket buffer: written, not yet on the wire. */
+interface Written {
+  readonly data: Uint8Array
+  readonly size: number
+}
+
+interface Waiter {
+  readonly resolve: (frame: Uint8Array | undefined) => void
   readonly reject: (err: TransportError) => void
 }
 
@@ -93,239 +146,384 @@ class SimConnection implements FramedConnection {
   /** The host addresses of this side and the other (what partitions and link profiles name). */
   readonly hostAddr: string
   readonly peerHostAddr: string
+  readonly limits: ConnectionLimits
   peer!: SimConnection
+  /** The stream kind: the first byte of the first frame on the connection (-1 until then). */
+  kind = -1
+  /** Told once when this end is gone (its listener forgets it). */
+  onGone: (() => void) | undefined
   private readonly streams: SimStreams
   private readonly owner: StreamEndpoint
   private readonly counters: StreamCounters
-  private readonly inbox: Uint8Array[] = []
-  private reader: (() => void) | null = null
-  private state: 'open' | 'closed' = 'open'
-  private eof = false
-  private error: TransportError | undefined
-  private closedResolve!: (err: TransportError | undefined) => void
+  private state: 'open' | 'closing' | 'closed' = 'open'
+  /** Both ends of stream exchanged, or broken: nothing more happens on this end. */
+  private gone = false
+  /** Handed to user code (the connect resolved, or `onConnection` ran): counted as open. */
+  private counted = false
+  private failure: TransportError | undefined
+  private resolveClosed: (err: TransportError | undefined) => void = () => undefined
   private readonly closedPromise: Promise<TransportError | undefined>
-  /** Frames on their way to the peer, in order. */
+
+  // Sending: frames not yet written, written frames waiting for the socket buffer to drain.
+  private readonly unwritten = new Fifo<PendingSend>()
+  private awaitingDrain: PendingSend[] = []
+  private queuedBytes = 0
+  private needDrain = false
+  private readonly socket = new Fifo<Written>()
+  private socketBytes = 0
+  private flushEvent = -1
+  private eofQueued = false
+  private eofSent = false
+  private eofReceived = false
+  /** Payload bytes on the wire or unread by the peer: what the peer's window holds. */
+  private inFlightBytes = 0
+
+  // The wire towards the peer, in order.
+  private wireCut = false
   private readonly pipe: Pending[] = []
   private pumpAt: number | null = null
   private pumpEvent = -1
   private blockedSince: number | null = null
-  private lastArrival = 0
-  /** The stream kind: the first byte of the dialler's first frame (-1 until it is sent). */
-  kind = -1
-  /** Bytes sent and not yet read by the peer (the flow-control window). */
-  inFlightBytes = 0
-  private sendQueue: Waiting[] = []
-  private sendQueueBytes = 0
-  private lastActivity: number
+  /** Arrival time of the last thing sent: nothing overtakes it. */
+  lastArrival = 0
+
+  // Receiving: frames not yet read, readers waiting for a frame.
+  private readonly inbox = new Fifo<Uint8Array>()
+  private inboxBytes = 0
+  private readEnded = false
+  private readError: TransportError | undefined
+  private readonly waiters = new Fifo<Waiter>()
+
+  private lastActivity = 0
   private idleEvent = -1
+  private graceEvent = -1
 
   constructor(
     streams: SimStreams,
     owner: StreamEndpoint,
     hosts: { readonly self: string; readonly peer: string; readonly remoteAddr: string },
-    counters: StreamCounters,
+    side: { readonly counters: StreamCounters; readonly limits: ConnectionLimits },
   ) {
     this.streams = streams
     this.owner = owner
     this.hostAddr = hosts.self
     this.peerHostAddr = hosts.peer
     this.remoteAddr = hosts.remoteAddr
-    this.counters = counters
+    this.counters = side.counters
+    this.limits = side.limits
     this.closedPromise = new Promise((resolve) => {
-      this.closedResolve = resolve
+      this.resolveClosed = resolve
     })
-    this.lastActivity = streams.now()
-    counters.connectionsOpen++
-    counters.connectionsOpened++
-    this.armIdle()
   }
 
   get ownerEndpoint(): StreamEndpoint {
     return this.owner
   }
 
-  get isOpen(): boolean {
-    return this.state === 'open'
+  /** Nothing more happens on this end (closed both ways, broken, or its life ended). */
+  get isGone(): boolean {
+    return this.gone
+  }
+
+  /** Frames written by this end wait for the peer's window. */
+  get waitingForWindow(): boolean {
+    return this.socket.length > 0
+  }
+
+  /** The end is handed to user code: it counts as open and its idle timer starts. */
+  opened(): void {
+    this.counted = true
+    this.counters.connectionsOpen++
+    this.counters.connectionsOpened++
+    this.touch()
+    if (this.limits.idleTimeoutMs > 0) this.armIdle(this.limits.idleTimeoutMs)
   }
 
   send(frame: Uint8Array, signal?: AbortSignal): Promise<void> {
     if (this.state !== 'open') {
-      this.counters.sendsRejected.closed++
-      return Promise.reject(new TransportError('CLOSED', `connection to ${this.remoteAddr} closed`))
+      return this.rejectSend('closed', this.closedError())
     }
-    if (signal?.aborted === true) {
-      this.counters.sendsRejected.aborted++
-      return Promise.reject(abortError(signal, `send to ${this.remoteAddr}`))
-    }
-    if (frame.length > FRAME_BYTES_MAX) {
-      this.counters.sendsRejected.frame_too_large++
-      return Promise.reject(
-        new TransportError('FRAME_TOO_LARGE', `frame of ${frame.length} bytes is too large`),
+    if (frame.length > this.limits.frameBytesMax) {
+      return this.rejectSend(
+        'frame_too_large',
+        new TransportError(
+          'FRAME_TOO_LARGE',
+          `frame of ${frame.length} bytes, limit ${this.limits.frameBytesMax}`,
+        ),
       )
     }
-    if (this.sendQueue.length === 0 && this.windowHasRoom()) {
-      this.transmit(frame)
-      return Promise.resolve()
+    if (signal?.aborted === true) {
+      return this.rejectSend('aborted', abortError(signal, 'send'))
     }
-    if (
-      this.sendQueue.length > 0 &&
-      this.sendQueueBytes + frame.length > STREAM_SEND_QUEUE_BYTES_MAX
-    ) {
-      this.counters.sendsRejected.queue_full++
-      return Promise.reject(
-        new TransportError('QUEUE_FULL', `send queue to ${this.remoteAddr} full`),
+    const size = FRAME_HEADER_BYTES + frame.length
+    if (this.queuedBytes > 0 && this.queuedBytes + size > this.limits.sendQueueBytesMax) {
+      return this.rejectSend(
+        'queue_full',
+        new TransportError(
+          'QUEUE_FULL',
+          `send queue to ${this.remoteAddr} holds ${this.queuedBytes} bytes, cap ${this.limits.sendQueueBytesMax}`,
+        ),
       )
     }
     return new Promise<void>((resolve, reject) => {
-      this.sendQueue.push({ frame, resolve, reject })
-      this.sendQueueBytes += frame.length
-      this.counters.sendQueueBytes += frame.length
+      const pending: PendingSend = {
+        payload: frame,
+        size,
+        resolve,
+        reject,
+        signal,
+        onAbort: undefined,
+        settled: false,
+      }
+      this.queuedBytes += size
+      this.counters.sendQueueBytes += size
+      if (signal !== undefined) {
+        pending.onAbort = () => {
+          // A frame already written may still arrive, as over TCP.
+          this.unwritten.remove(pending)
+          this.counters.sendsRejected.aborted++
+          this.settle(pending, abortError(signal, 'send'))
+        }
+        signal.addEventListener('abort', pending.onAbort, { once: true })
+      }
+      if (!this.needDrain && this.unwritten.length === 0) this.write(pending)
+      else this.unwritten.push(pending)
     })
   }
 
-  async *frames(): AsyncIterable<Uint8Array> {
-    for (;;) {
-      const frame = this.inbox.shift()
-      if (frame !== undefined) {
-        this.counters.receiveBufferBytes -= frame.length
-        this.peer.credit(frame.length)
-        yield frame
-        continue
-      }
-      if (this.error !== undefined) throw this.error
-      if (this.eof || this.state === 'closed') return
-      await new Promise<void>((resolve) => {
-        this.reader = resolve
-      })
-    }
+  frames(): AsyncIterable<Uint8Array> {
+    return { [Symbol.asyncIterator]: () => this.iterate() }
   }
 
   close(): void {
-    if (this.state === 'closed') return
-    // Frames accepted by send() still go out, then the peer sees a clean end.
-    for (const w of this.sendQueue) {
-      this.transmit(w.frame)
-      w.resolve()
-    }
-    this.counters.sendQueueBytes -= this.sendQueueBytes
-    this.sendQueue = []
-    this.sendQueueBytes = 0
-    this.enqueue({ data: null, at: this.arrivalTime(0) })
-    this.finish('local', undefined)
+    if (this.state !== 'open') return
+    this.state = 'closing'
+    this.counters.closed.local++
+    this.endReading(undefined)
+    // Whatever arrives from now on is read and discarded, so the peer's end of stream gets here.
+    this.dropInbox()
+    this.graceEvent = this.streams.at(this.streams.now() + this.limits.closeGraceMs, () => {
+      this.graceEvent = -1
+      this.owner.dispatch(() => {
+        this.destroy('local', undefined)
+      })
+    })
+    this.pumpWrites()
   }
 
   closed(): Promise<TransportError | undefined> {
     return this.closedPromise
   }
 
-  // ------------------------------------------------------------------ network side
+  // ------------------------------------------------------------------ breaking
 
-  /** The peer read `bytes`: room in the window again. */
-  credit(bytes: number): void {
-    this.inFlightBytes -= bytes
-    while (this.sendQueue.length > 0 && this.windowHasRoom() && this.state === 'open') {
-      const w = this.sendQueue.shift() as Waiting
-      this.sendQueueBytes -= w.frame.length
-      this.counters.sendQueueBytes -= w.frame.length
-      this.transmit(w.frame)
-      w.resolve()
-      this.streams.requestDrain()
-    }
+  /**
+   * Breaks the connection from this side: counts `reason` (if it was open), lets `frames()`
+   * throw `err` after the frames already received, and sends the peer an RST.
+   */
+  destroy(reason: StreamCloseReason, err: TransportError | undefined): void {
+    if (this.gone) return
+    this.break(reason, err)
+    this.streams.sendRst(this.peer)
+    this.finish()
   }
 
-  /** A frame (or the end, null) arrived from the peer. */
-  receive(data: Uint8Array | null): void {
-    if (this.state === 'closed') {
-      if (data !== null) this.peer.credit(data.length)
-      return
-    }
-    this.touch()
-    if (data === null) {
-      this.eof = true
-      this.finish('peer', undefined)
-      return
-    }
-    this.counters.framesReceived++
-    this.counters.bytesReceived += data.length
-    this.counters.receiveBufferBytes += data.length
-    this.inbox.push(data)
-    this.wakeReader()
-  }
-
-  /** The connection broke under this end (RST, timeout, a crash of the other side). */
+  /** The connection broke under this end (an RST arrived, the network reset it). */
   fail(reason: StreamCloseReason, err: TransportError): void {
-    if (this.state === 'closed') return
-    this.error = err
-    for (const w of this.sendQueue) w.reject(err)
-    this.counters.sendQueueBytes -= this.sendQueueBytes
-    this.sendQueue = []
-    this.sendQueueBytes = 0
-    this.finish(reason, err)
+    if (this.gone) return
+    this.break(reason, err)
+    this.finish()
+  }
+
+  /** A connection that no caller will ever see (the connect gave up first): reset it. */
+  discard(): void {
+    if (this.gone) return
+    this.cutWire()
+    this.streams.sendRst(this.peer)
+    this.finish()
   }
 
   /** The owner's life ended: this end vanishes without telling its own (dead) code anything. */
   vanish(): void {
+    this.gone = true
     this.state = 'closed'
-    this.pipe.length = 0
-    this.streams.cancel(this.pumpEvent)
+    this.cutWire()
     this.streams.cancel(this.idleEvent)
+    this.streams.cancel(this.graceEvent)
   }
 
-  private finish(reason: StreamCloseReason, err: TransportError | undefined): void {
+  /** The wire is dead (an RST, a reset, a crash): nothing more goes out or arrives. */
+  cutWire(): void {
+    this.wireCut = true
+    this.pipe.length = 0
+    this.streams.cancel(this.pumpEvent)
+    this.pumpAt = null
+    this.streams.cancel(this.flushEvent)
+    this.flushEvent = -1
+    this.socket.drain()
+    this.socketBytes = 0
+  }
+
+  private break(reason: StreamCloseReason, err: TransportError | undefined): void {
+    if (this.state === 'open') {
+      if (this.counted) this.counters.closed[reason]++
+      this.failure = err
+      this.endReading(err)
+    }
+    this.cutWire()
+  }
+
+  /** This end is done: pending sends fail, the gauges let go of it, `closed()` resolves. */
+  private finish(): void {
+    if (this.gone) return
+    this.gone = true
     this.state = 'closed'
-    this.counters.connectionsOpen--
-    this.counters.closed[reason]++
-    this.counters.receiveBufferBytes -= this.inbox.reduce((n, f) => n + f.length, 0)
-    if (err === undefined) this.inbox.length = 0
     this.streams.cancel(this.idleEvent)
+    this.streams.cancel(this.graceEvent)
+    this.rejectQueued()
+    this.endReading(undefined)
+    if (this.counted) this.counters.connectionsOpen--
+    // Frames still unread may be read; they no longer count against an open connection.
+    this.counters.receiveBufferBytes -= this.inboxBytes
     this.streams.release(this)
-    this.wakeReader()
-    this.closedResolve(err)
+    this.onGone?.()
+    this.resolveClosed(this.failure)
     this.streams.requestDrain()
   }
 
-  private wakeReader(): void {
-    const reader = this.reader
-    this.reader = null
-    if (reader !== null) {
-      reader()
-      this.streams.requestDrain()
+  // ------------------------------------------------------------------ sending
+
+  /** Into the socket buffer; resolves at once unless the buffer is above its high-water mark. */
+  private write(pending: PendingSend): void {
+    const data = pending.payload.slice()
+    this.socket.push({ data, size: pending.size })
+    this.socketBytes += pending.size
+    this.touch()
+    this.counters.framesSent++
+    this.counters.bytesSent += data.length
+    this.scheduleFlush()
+    if (this.socketBytes < SIM_STREAM_SOCKET_BUFFER_BYTES) {
+      this.settle(pending, undefined)
+    } else {
+      this.needDrain = true
+      this.awaitingDrain.push(pending)
     }
   }
 
-  private windowHasRoom(): boolean {
-    return this.inFlightBytes === 0 || this.inFlightBytes < STREAM_RECEIVE_BUFFER_BYTES_MAX
+  /** Writes queued frames while the socket buffer has room; queues the end once closing. */
+  private pumpWrites(): void {
+    while (!this.needDrain) {
+      const pending = this.unwritten.shift()
+      if (pending === undefined) break
+      this.write(pending)
+    }
+    if (this.state === 'closing' && this.unwritten.length === 0) this.eofQueued = true
+    if (this.eofQueued) this.scheduleFlush()
   }
 
-  private transmit(frame: Uint8Array): void {
+  private scheduleFlush(): void {
+    if (this.flushEvent >= 0 || this.wireCut) return
+    this.flushEvent = this.streams.at(this.streams.now(), () => {
+      this.flushEvent = -1
+      this.flush()
+    })
+  }
+
+  /** The kernel's side: moves written frames onto the wire as far as the window allows. */
+  private flush(): void {
+    if (this.wireCut) return
+    const windowBytes = this.peer.limits.receiveBufferBytesMax
+    for (;;) {
+      const head = this.socket.peek()
+      if (head === undefined) break
+      if (this.inFlightBytes > 0 && this.inFlightBytes >= windowBytes) return // credit() resumes
+      this.socket.shift()
+      this.socketBytes -= head.size
+      if (!this.transmit(head.data)) return // the network reset the connection
+    }
+    if (this.needDrain) {
+      this.owner.dispatch(() => {
+        this.onDrain()
+      })
+    } else if (this.eofQueued && !this.eofSent) {
+      this.eofSent = true
+      this.enqueue({ data: null, at: this.arrivalTime(0) })
+      this.maybeFinished()
+    }
+  }
+
+  private onDrain(): void {
+    if (!this.needDrain || this.socket.length > 0 || this.gone) return
+    this.needDrain = false
+    const drained = this.awaitingDrain
+    this.awaitingDrain = []
+    for (const pending of drained) this.settle(pending, undefined)
+    this.pumpWrites()
+  }
+
+  /** The peer read (or discarded) `bytes`: room in the window again. */
+  credit(bytes: number): void {
+    this.inFlightBytes -= bytes
+    if (this.socket.length > 0) this.scheduleFlush()
+  }
+
+  private settle(pending: PendingSend, err: TransportError | undefined): void {
+    if (pending.settled) return
+    pending.settled = true
+    if (pending.onAbort !== undefined) pending.signal?.removeEventListener('abort', pending.onAbort)
+    this.queuedBytes -= pending.size
+    this.counters.sendQueueBytes -= pending.size
+    if (err === undefined) pending.resolve()
+    else pending.reject(err)
+    this.streams.requestDrain()
+  }
+
+  private rejectQueued(): void {
+    const err = this.closedError()
+    for (const pending of this.unwritten.drain()) this.settle(pending, err)
+    const drained = this.awaitingDrain
+    this.awaitingDrain = []
+    for (const pending of drained) this.settle(pending, err)
+  }
+
+  private closedError(): TransportError {
+    return new TransportError('CLOSED', `connection to ${this.remoteAddr} closed`, {
+      cause: this.failure,
+    })
+  }
+
+  private rejectSend(reason: SendRejection, err: TransportError): Promise<void> {
+    this.counters.sendsRejected[reason]++
+    return Promise.reject(err)
+  }
+
+  // ------------------------------------------------------------------ the wire
+
+  /** Puts a frame on the wire; false if the network reset the connection instead. */
+  private transmit(data: Uint8Array): boolean {
     const net = this.streams.network
     if (this.kind < 0) {
-      this.kind = frame[0] ?? 0
+      this.kind = data[0] ?? 0
       this.peer.kind = this.kind
     } else if (
       net.filtering &&
-      !net.passes(this.hostAddr, this.peerHostAddr, withKind(this.kind, frame))
+      !net.passes(this.hostAddr, this.peerHostAddr, withKind(this.kind, data))
     ) {
       net.dropped(this.hostAddr, this.peerHostAddr)
-      return
+      return true
     }
-    const data = frame.slice()
-    this.touch()
     this.inFlightBytes += data.length
-    this.counters.framesSent++
-    this.counters.bytesSent += data.length
-    this.streams.network.traceEvent('stream', this.hostAddr, this.peerHostAddr, data)
-    const link = this.streams.network.linkFor(this.hostAddr, this.peerHostAddr)
-    if (link.reset > 0 && this.streams.network.draw() < link.reset) {
+    net.traceEvent('stream', this.hostAddr, this.peerHostAddr, data)
+    const link = net.linkFor(this.hostAddr, this.peerHostAddr)
+    if (link.reset > 0 && net.draw() < link.reset) {
       this.streams.reset(this, 'stream reset by the network')
-      return
+      return false
     }
     let extra = 0
-    if (link.loss > 0 && this.streams.network.draw() < link.loss) extra += SIM_STREAM_RETRANSMIT_MS
-    if (link.reorder > 0 && this.streams.network.draw() < link.reorder) {
-      extra += this.streams.network.draw() * link.reorderDelayMs
-    }
+    if (link.loss > 0 && net.draw() < link.loss) extra += SIM_STREAM_RETRANSMIT_MS
+    if (link.reorder > 0 && net.draw() < link.reorder) extra += net.draw() * link.reorderDelayMs
     this.enqueue({ data, at: this.arrivalTime(extra) })
+    return true
   }
 
   private arrivalTime(extraMs: number): number {
@@ -341,7 +539,7 @@ class SimConnection implements FramedConnection {
 
   private schedulePump(): void {
     const head = this.pipe[0]
-    if (head === undefined) return
+    if (head === undefined || this.wireCut) return
     const at = Math.max(head.at, this.streams.now())
     if (this.pumpAt !== null && this.pumpAt <= at) return
     this.streams.cancel(this.pumpEvent)
@@ -354,13 +552,15 @@ class SimConnection implements FramedConnection {
 
   /** Delivers the frames due now, in order; waits while the path is cut. */
   private pump(): void {
+    if (this.wireCut) return
+    const net = this.streams.network
     const now = this.streams.now()
     for (;;) {
       const head = this.pipe[0]
       if (head === undefined || head.at > now) break
-      if (this.streams.network.isBlocked(this.hostAddr, this.peerHostAddr)) {
+      if (net.isBlocked(this.hostAddr, this.peerHostAddr)) {
         this.blockedSince ??= now
-        if (now - this.blockedSince >= this.streams.network.streamTimeoutMs) {
+        if (now - this.blockedSince >= net.streamTimeoutMs) {
           this.streams.reset(this, 'no answer across the network (timed out)')
           return
         }
@@ -371,7 +571,15 @@ class SimConnection implements FramedConnection {
       this.pipe.shift()
       const peer = this.peer
       const endpoint = peer.ownerEndpoint
-      if (!endpoint.isAlive()) continue
+      if (peer.isGone || !endpoint.isAlive()) {
+        // Nobody holds that end any more: the other kernel answers data with an RST.
+        if (head.data !== null) {
+          this.pipe.length = 0
+          this.streams.sendRst(this)
+          return
+        }
+        continue
+      }
       endpoint.dispatch(() => {
         peer.receive(head.data)
       })
@@ -379,28 +587,156 @@ class SimConnection implements FramedConnection {
     this.schedulePump()
   }
 
+  // ------------------------------------------------------------------ receiving
+
+  /** A frame (or the end, null) arrived from the peer. */
+  private receive(data: Uint8Array | null): void {
+    if (this.gone) return
+    this.touch()
+    if (data === null) {
+      this.onEof()
+      return
+    }
+    if (this.readEnded) {
+      this.peer.credit(data.length) // closing: read and discarded
+      return
+    }
+    if (data.length > this.limits.frameBytesMax) {
+      this.destroy(
+        'frame_too_large',
+        new TransportError(
+          'FRAME_TOO_LARGE',
+          `frame of ${data.length} bytes from ${this.remoteAddr}, limit ${this.limits.frameBytesMax}`,
+        ),
+      )
+      return
+    }
+    this.counters.framesReceived++
+    this.counters.bytesReceived += data.length
+    const waiter = this.waiters.shift()
+    if (waiter !== undefined) {
+      this.peer.credit(data.length)
+      waiter.resolve(data)
+      this.streams.requestDrain()
+      return
+    }
+    this.inbox.push(data)
+    this.inboxBytes += data.length
+    this.counters.receiveBufferBytes += data.length
+  }
+
+  private onEof(): void {
+    this.eofReceived = true
+    if (this.state === 'open') {
+      this.counters.closed.peer++
+      this.state = 'closed'
+      this.endReading(undefined)
+    }
+    // The peer is done: frames not yet written will not be read. Written ones still go.
+    for (const pending of this.unwritten.drain()) this.settle(pending, this.closedError())
+    this.eofQueued = true
+    this.scheduleFlush()
+    this.maybeFinished()
+  }
+
+  private maybeFinished(): void {
+    if (this.eofSent && this.eofReceived) this.finish()
+  }
+
+  private async *iterate(): AsyncGenerator<Uint8Array, void, undefined> {
+    for (;;) {
+      const frame = await this.nextFrame()
+      if (frame === undefined) return
+      yield frame
+    }
+  }
+
+  private nextFrame(): Promise<Uint8Array | undefined> {
+    const frame = this.inbox.shift()
+    if (frame !== undefined) {
+      this.inboxBytes -= frame.length
+      if (!this.gone) this.counters.receiveBufferBytes -= frame.length
+      this.peer.credit(frame.length)
+      return Promise.resolve(frame)
+    }
+    if (this.readEnded) {
+      return this.readError === undefined
+        ? Promise.resolve(undefined)
+        : Promise.reject(this.readError)
+    }
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject })
+    })
+  }
+
+  /** No frame will be added any more: wake the waiting readers. */
+  private endReading(err: TransportError | undefined): void {
+    if (this.readEnded) return
+    this.readEnded = true
+    this.readError = err
+    for (const waiter of this.waiters.drain()) {
+      if (err === undefined) waiter.resolve(undefined)
+      else waiter.reject(err)
+      this.streams.requestDrain()
+    }
+  }
+
+  private dropInbox(): void {
+    const bytes = this.inboxBytes
+    this.inbox.drain()
+    this.inboxBytes = 0
+    this.counters.receiveBufferBytes -= bytes
+    this.peer.credit(bytes)
+  }
+
+  // ------------------------------------------------------------------ idleness
+
   private touch(): void {
     this.lastActivity = this.streams.now()
   }
 
-  private armIdle(): void {
-    this.idleEvent = this.streams.at(this.lastActivity + STREAM_IDLE_TIMEOUT_MS, () => {
-      if (this.state !== 'open') return
-      if (this.streams.now() - this.lastActivity >= STREAM_IDLE_TIMEOUT_MS) {
+  private armIdle(delayMs: number): void {
+    this.idleEvent = this.streams.at(this.streams.now() + delayMs, () => {
+      this.idleEvent = -1
+      if (this.state !== 'open') return // closing is bounded by the grace period
+      const idleMs = this.streams.now() - this.lastActivity
+      if (this.waitingForWindow || this.peer.waitingForWindow) {
+        // Waiting on flow control (the peer's reader is behind, or ours) is not silence.
+        this.touch()
+        this.armIdle(this.limits.idleTimeoutMs)
+      } else if (idleMs >= this.limits.idleTimeoutMs) {
         this.owner.dispatch(() => {
-          this.fail('idle_timeout', new TransportError('IDLE_TIMEOUT', 'connection idle'))
+          if (this.state !== 'open') return
+          this.destroy(
+            'idle_timeout',
+            new TransportError(
+              'IDLE_TIMEOUT',
+              `nothing from or to ${this.remoteAddr} for ${Math.round(idleMs)} ms`,
+            ),
+          )
         })
       } else {
-        this.armIdle()
+        this.armIdle(this.limits.idleTimeoutMs - idleMs)
       }
     })
   }
 }
 
-interface ListenerEntry {
+/** One StreamTransport: the life it belongs to, its limits and its counters. */
+interface Side {
+  readonly host: string
   readonly endpoint: StreamEndpoint
+  readonly counters: StreamCounters
+  readonly limits: ConnectionLimits
+  readonly connectTimeoutMs: number
+  readonly inboundConnectionsMax: number
+}
+
+interface ListenerEntry {
+  readonly side: Side
   readonly onConnection: (connection: FramedConnection) => void
   readonly accepted: Set<SimConnection>
+  closed: boolean
 }
 
 /**
@@ -411,7 +747,7 @@ export class SimStreams {
   readonly network: StreamNetwork
   private readonly listeners = new Map<string, ListenerEntry>()
   private readonly open = new Set<SimConnection>()
-  private nextPort = 40_000
+  private nextPort = SIM_EPHEMERAL_PORT_FIRST
 
   constructor(network: StreamNetwork) {
     this.network = network
@@ -433,124 +769,239 @@ export class SimStreams {
     this.network.scheduler.requestDrain()
   }
 
-  /** A transport for the life `endpoint` of the host at `host`. */
-  transport(host: string, endpoint: StreamEndpoint): StreamTransport {
-    const counters = new StreamCounters()
+  /**
+   * A transport for the life `endpoint` of the host at `host`, with the limits of `options`
+   * (the defaults of transport/defaults.ts where unset). `wrap` is not supported: there are no
+   * sockets in the simulation.
+   */
+  transport(host: string, endpoint: StreamEndpoint, options: StreamOptions = {}): StreamTransport {
+    assert.ok(options.wrap === undefined, 'simulated streams have no sockets to wrap')
+    const side: Side = {
+      host,
+      endpoint,
+      counters: new StreamCounters(),
+      limits: resolveLimits(options),
+      connectTimeoutMs: options.connectTimeoutMs ?? STREAM_CONNECT_TIMEOUT_MS,
+      inboundConnectionsMax: options.inboundConnectionsMax ?? STREAM_INBOUND_CONNECTIONS_MAX,
+    }
     return {
-      connect: (to, signal) => this.connect(host, endpoint, to, counters, signal),
-      listen: (addr, onConnection) => Promise.resolve(this.listen(addr, endpoint, onConnection)),
-      stats: (): StreamStats => counters.snapshot(),
+      connect: (to, signal) => this.connect(side, to, signal),
+      // Bound at once; a bad or taken address rejects.
+      listen: (addr, onConnection) =>
+        new Promise((resolve) => {
+          resolve(this.listen(side, addr, onConnection))
+        }),
+      stats: (): StreamStats => side.counters.snapshot(),
     }
   }
 
   private listen(
+    side: Side,
     addr: string,
-    endpoint: StreamEndpoint,
     onConnection: (connection: FramedConnection) => void,
   ): StreamListener {
-    const existing = this.listeners.get(addr)
-    if (existing !== undefined && existing.endpoint.isAlive()) {
-      throw new TransportError('BIND_FAILED', `${addr} is in use`)
+    const { host, port } = parseAddr(addr, { portZero: true })
+    if (host.toLowerCase() !== hostOf(side.host)) {
+      throw new TransportError(
+        'BIND_FAILED',
+        `cannot listen on ${addr}: not an address of ${side.host}`,
+      )
     }
-    const entry: ListenerEntry = { endpoint, onConnection, accepted: new Set() }
-    this.listeners.set(addr, entry)
+    const localAddr = port === 0 ? this.freeAddr(host) : formatAddr(host, port)
+    const key = normalizeAddr(localAddr)
+    const existing = this.listeners.get(key)
+    if (existing !== undefined && existing.side.endpoint.isAlive()) {
+      throw new TransportError('BIND_FAILED', `cannot listen on ${addr}: address in use`)
+    }
+    const entry: ListenerEntry = { side, onConnection, accepted: new Set(), closed: false }
+    this.listeners.set(key, entry)
+    let closing: Promise<void> | undefined
     return {
-      localAddr: addr,
+      localAddr,
       close: () => {
-        if (this.listeners.get(addr) === entry) this.listeners.delete(addr)
-        for (const c of entry.accepted) c.close()
-        return Promise.resolve()
+        closing ??= (async () => {
+          entry.closed = true
+          if (this.listeners.get(key) === entry) this.listeners.delete(key)
+          const accepted = [...entry.accepted]
+          for (const c of accepted) c.close()
+          await Promise.all(accepted.map((c) => c.closed()))
+        })()
+        return closing
       },
     }
   }
 
-  private connect(
-    from: string,
-    caller: StreamEndpoint,
-    to: string,
-    counters: StreamCounters,
-    signal?: AbortSignal,
-  ): Promise<FramedConnection> {
+  /** A port on `host` that no listener holds. */
+  private freeAddr(host: string): string {
+    for (;;) {
+      const addr = formatAddr(host, this.allocatePort())
+      if (!this.listeners.has(normalizeAddr(addr))) return addr
+    }
+  }
+
+  private allocatePort(): number {
+    const port = this.nextPort
+    this.nextPort = port >= 65_535 ? SIM_EPHEMERAL_PORT_FIRST : port + 1
+    return port
+  }
+
+  private connect(side: Side, to: string, signal?: AbortSignal): Promise<FramedConnection> {
+    const { counters } = side
     const net = this.network
+    const from = side.host
+    const caller = side.endpoint
     return new Promise<FramedConnection>((resolve, reject) => {
+      let key: string
+      try {
+        key = normalizeAddr(to)
+      } catch (error) {
+        counters.connectsFailed.bad_address++
+        throw error
+      }
+      if (signal?.aborted === true) {
+        counters.connectsFailed.aborted++
+        throw abortError(signal, `connect to ${to}`)
+      }
       let settled = false
       const settle = (conn: SimConnection | null, err: TransportError | null): void => {
         if (settled) {
-          conn?.close()
+          conn?.discard()
           return
         }
         settled = true
         this.cancel(timeout)
         signal?.removeEventListener('abort', onAbort)
         this.requestDrain()
-        if (conn !== null) {
+        if (conn !== null && !conn.isGone) {
+          conn.opened()
           resolve(conn)
-        } else {
-          counters.connectsFailed[
-            err?.code === 'CONNECT_TIMEOUT' ? 'connect_timeout' : 'connect_failed'
-          ]++
-          net.traceEvent(`connect-fail:${err?.code ?? ''}`, from, to, null)
-          reject(err ?? new TransportError('CONNECT_FAILED', `connect to ${to} failed`))
+          return
         }
+        const failure =
+          err ?? new TransportError('CONNECT_FAILED', `connect to ${to}: connection reset`)
+        counters.connectsFailed[connectFailureOf(failure)]++
+        net.traceEvent(`connect-fail:${failure.code}`, from, to, null)
+        reject(failure)
       }
+      // Answers reach the caller through its own life: a paused caller sees them when it
+      // resumes, a crashed one never does.
       const toCaller = (conn: SimConnection | null, err: TransportError | null): void => {
-        if (!caller.isAlive()) return
+        if (!caller.isAlive()) {
+          conn?.discard()
+          return
+        }
         caller.dispatch(() => {
           settle(conn, err)
         })
       }
       const onAbort = (): void => {
-        if (settled) return
-        settled = true
-        this.cancel(timeout)
-        counters.connectsFailed.aborted++
-        this.requestDrain()
-        reject(abortError(signal as AbortSignal, `connect to ${to}`))
+        settle(null, abortError(signal as AbortSignal, `connect to ${to}`))
       }
-      const timeout = this.at(this.now() + STREAM_CONNECT_TIMEOUT_MS, () => {
-        toCaller(null, new TransportError('CONNECT_TIMEOUT', `connect to ${to} timed out`))
+      const timeout = this.at(this.now() + side.connectTimeoutMs, () => {
+        toCaller(
+          null,
+          new TransportError(
+            'CONNECT_TIMEOUT',
+            `connect to ${to}: no answer within ${side.connectTimeoutMs} ms`,
+          ),
+        )
       })
-      if (signal?.aborted === true) {
-        onAbort()
-        return
-      }
       signal?.addEventListener('abort', onAbort, { once: true })
       net.traceEvent('connect', from, to, null)
-      if (net.isBlocked(from, to) || net.isBlocked(to, from)) return // the SYN vanishes
-      this.at(this.now() + net.oneWayDelay(from, to), () => {
-        const entry = this.listeners.get(to)
-        const back = net.oneWayDelay(to, from)
-        if (entry === undefined || !entry.endpoint.isAlive()) {
-          this.at(this.now() + back, () => {
-            toCaller(null, new TransportError('CONNECT_FAILED', `nothing listens on ${to}`))
-          })
-          return
-        }
-        // The accepted side sees the dialler's ephemeral port, as over TCP.
-        const ephemeral = `${hostOf(from)}:${String(this.nextPort++)}`
-        const client = new SimConnection(
-          this,
-          caller,
-          { self: from, peer: to, remoteAddr: to },
-          counters,
+      // The SYN goes to the host that holds the address now (its own address if nobody does).
+      const dest = this.listeners.get(key)?.side.host ?? to
+      if (net.isBlocked(from, dest) || net.isBlocked(dest, from)) return // the SYN vanishes
+      this.at(this.now() + net.oneWayDelay(from, dest), () => {
+        this.arrive({ from, caller, side, key, to }, toCaller)
+      })
+    })
+  }
+
+  /** A SYN reaches `key`: refused, dropped at the cap, or a new connection. */
+  private arrive(
+    syn: {
+      readonly from: string
+      readonly caller: StreamEndpoint
+      readonly side: Side
+      /** The address dialled, and its normalized form. */
+      readonly to: string
+      readonly key: string
+    },
+    toCaller: (conn: SimConnection | null, err: TransportError | null) => void,
+  ): void {
+    const { from, caller, side, key } = syn
+    const net = this.network
+    const entry = this.listeners.get(key)
+    const live = entry !== undefined && !entry.closed && entry.side.endpoint.isAlive()
+    const dest = entry?.side.host ?? key
+    const backAt = this.now() + net.oneWayDelay(dest, from)
+    if (!live || entry.accepted.size >= entry.side.inboundConnectionsMax) {
+      if (live) entry.side.counters.inboundDropped++
+      this.at(backAt, () => {
+        toCaller(
+          null,
+          new TransportError('CONNECT_FAILED', `connect to ${syn.to}: connection refused`),
         )
-        const server = new SimConnection(
-          this,
-          entry.endpoint,
-          { self: to, peer: from, remoteAddr: ephemeral },
-          counters,
+      })
+      return
+    }
+    const server = entry.side
+    const client = new SimConnection(
+      this,
+      caller,
+      { self: from, peer: server.host, remoteAddr: syn.to },
+      side,
+    )
+    // The accepted side sees the dialler's ephemeral port, as over TCP.
+    const ephemeral = formatAddr(hostOf(from), this.allocatePort())
+    const accepted = new SimConnection(
+      this,
+      server.endpoint,
+      { self: server.host, peer: from, remoteAddr: ephemeral },
+      server,
+    )
+    client.peer = accepted
+    accepted.peer = client
+    // Nothing the server sends arrives before the dialler has its connection.
+    accepted.lastArrival = backAt
+    this.open.add(client)
+    this.open.add(accepted)
+    entry.accepted.add(accepted)
+    accepted.onGone = () => entry.accepted.delete(accepted)
+    server.endpoint.dispatch(() => {
+      if (entry.closed || accepted.isGone) {
+        accepted.discard()
+        return
+      }
+      accepted.opened()
+      try {
+        entry.onConnection(accepted)
+      } catch (error) {
+        accepted.destroy(
+          'handler_error',
+          new TransportError('CLOSED', `connection handler threw for ${ephemeral}`, {
+            cause: error,
+          }),
         )
-        client.peer = server
-        server.peer = client
-        this.open.add(client)
-        this.open.add(server)
-        entry.accepted.add(server)
-        entry.endpoint.dispatch(() => {
-          if (server.isOpen) entry.onConnection(server)
-        })
-        this.at(this.now() + back, () => {
-          toCaller(client, null)
-        })
+      }
+    })
+    this.at(backAt, () => {
+      toCaller(client, null)
+    })
+  }
+
+  /** An RST for `end` leaves the other host now and arrives after the one-way delay. */
+  sendRst(end: SimConnection): void {
+    if (end.isGone || this.network.isBlocked(end.peerHostAddr, end.hostAddr)) return // lost
+    const delay = this.network.oneWayDelay(end.peerHostAddr, end.hostAddr)
+    this.at(this.now() + delay, () => {
+      if (end.isGone || !end.ownerEndpoint.isAlive()) return
+      end.cutWire()
+      end.ownerEndpoint.dispatch(() => {
+        end.fail(
+          'socket_error',
+          new TransportError('SOCKET_ERROR', `connection to ${end.remoteAddr} reset by peer`),
+        )
       })
     })
   }
@@ -559,59 +1010,55 @@ export class SimStreams {
   reset(end: SimConnection, why: string): void {
     const peer = end.peer
     this.network.traceEvent('reset', end.hostAddr, end.peerHostAddr, null)
-    const err = (): TransportError =>
-      new TransportError('SOCKET_ERROR', `${why} (${end.remoteAddr})`)
+    const err = (c: SimConnection): TransportError =>
+      new TransportError('SOCKET_ERROR', `${why} (${c.remoteAddr})`)
+    end.cutWire()
     end.ownerEndpoint.dispatch(() => {
-      end.fail('socket_error', err())
+      end.fail('socket_error', err(end))
     })
     this.at(this.now() + this.network.oneWayDelay(end.hostAddr, end.peerHostAddr), () => {
-      if (peer.ownerEndpoint.isAlive()) {
-        peer.ownerEndpoint.dispatch(() => {
-          peer.fail('socket_error', err())
-        })
-      }
+      if (peer.isGone || !peer.ownerEndpoint.isAlive()) return
+      peer.cutWire()
+      peer.ownerEndpoint.dispatch(() => {
+        peer.fail('socket_error', err(peer))
+      })
     })
   }
 
   /** Every open connection between hosts `a` and `b` (dialled either way) is reset. */
   resetBetween(a: string, b: string): void {
     for (const c of [...this.open]) {
-      if (c.hostAddr === a && c.peerHostAddr === b && c.peer.isOpen)
+      if (c.hostAddr === a && c.peerHostAddr === b && !c.peer.isGone) {
         this.reset(c, 'connection reset')
+      }
     }
   }
 
   /** A life ended (crash): its listener goes, its connections vanish and peers get an RST. */
   endpointEnded(endpoint: StreamEndpoint): void {
     for (const [addr, entry] of this.listeners) {
-      if (entry.endpoint === endpoint) this.listeners.delete(addr)
+      if (entry.side.endpoint === endpoint) {
+        entry.closed = true
+        this.listeners.delete(addr)
+      }
     }
     for (const c of [...this.open]) {
       if (c.ownerEndpoint !== endpoint) continue
       this.open.delete(c)
       c.vanish()
-      const peer = c.peer
-      if (!this.network.isBlocked(c.hostAddr, c.peerHostAddr)) {
-        this.at(this.now() + this.network.oneWayDelay(c.hostAddr, c.peerHostAddr), () => {
-          if (!peer.ownerEndpoint.isAlive()) return
-          peer.ownerEndpoint.dispatch(() => {
-            peer.fail(
-              'socket_error',
-              new TransportError('SOCKET_ERROR', 'connection reset by peer'),
-            )
-          })
-        })
-      }
+      this.sendRst(c.peer)
     }
   }
 
-  /** @internal A closed end is no longer tracked. */
+  /** @internal A finished end is no longer tracked. */
   release(end: SimConnection): void {
     this.open.delete(end)
   }
 }
 
+/** The host part of "host:port" (brackets of IPv6 removed), lowercased. */
 function hostOf(addr: string): string {
   const i = addr.lastIndexOf(':')
-  return i < 0 ? addr : addr.slice(0, i)
+  const host = i < 0 ? addr : addr.slice(0, i)
+  return (host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host).toLowerCase()
 }

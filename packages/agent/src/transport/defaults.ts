@@ -1,7 +1,8 @@
 /**
  * Every limit and default of the transports, in one place. Each says what happens when it is hit.
- * Units are in the names. The options bags of UdpTransport, TcpStreamTransport, MemoryNetwork and
- * ReconnectingConnection override them per instance.
+ * Units are in the names. The options bags of UdpTransport, TcpStreamTransport, the simulator's
+ * transports (sim/sim.ts `HostOptions`, sim/streams.ts) and ReconnectingConnection override them
+ * per instance.
  */
 
 /**

@@ -1,13 +1,16 @@
 /**
- * Goal: run one set of behavioural cases against both implementations of each transport
- * interface (node:dgram/node:net on loopback, and the in-memory twin), as libp2p's
- * interface-compliance-tests do.
+ * Goal: run one set of behavioural cases against every implementation of each transport
+ * interface (node:dgram/node:net on loopback, and the simulator's transports on a Sim driven in
+ * real time), as libp2p's interface-compliance-tests do.
  *
  * Method: a Harness makes endpoints of one implementation and registers every socket, listener
  * and connection it hands out with the test's `after` hook, so each test cleans up what it
- * started. The rest are small helpers shared by the cases: polling for a condition, telling a
- * promise that is still pending from one that settled, a manual clock for ReconnectingConnection,
- * a pass-through `wrap` hook, and frames whose content says where they belong.
+ * started. The sim harness gives each test its own Sim, a host per endpoint, and a pump that
+ * keeps virtual time close to real time while the test runs (the cases poll and time out in
+ * real time). The rest are small helpers shared by the cases: polling for a condition, telling
+ * a promise that is still pending from one that settled, a manual clock for
+ * ReconnectingConnection, a pass-through `wrap` hook, and frames whose content says where they
+ * belong.
  */
 import assert from 'node:assert/strict'
 import { Duplex } from 'node:stream'
@@ -18,9 +21,9 @@ import {
   type DatagramOptions,
   type DatagramTransport,
 } from '../../src/transport/datagram.ts'
-import { MemoryNetwork, type MemoryNetworkInit } from '../../src/transport/memory.ts'
 import type { Clock, TimerId } from '../../src/runtime/clock.ts'
 import type { Random } from '../../src/runtime/random.ts'
+import { Sim, type HostContext, type HostOptions } from '../../src/sim/sim.ts'
 import {
   TcpStreamTransport,
   type FramedConnection,
@@ -31,9 +34,14 @@ import {
 } from '../../src/transport/stream.ts'
 
 export interface Harness {
-  /** 'real' (sockets on loopback) or 'memory'. */
+  /** 'real' (sockets on loopback) or 'sim'. */
   readonly name: string
   readonly host: string
+  /**
+   * Whether connections run on real sockets: the `wrap` hook applies and raw bytes can be put
+   * on the wire. Cases that need them are skipped (and reported as skipped) when false.
+   */
+  readonly rawSockets: boolean
   /** A datagram endpoint bound to host:0, closed after the test. */
   datagram(t: TestContext, options?: DatagramOptions): Promise<DatagramTransport>
   /** A stream transport whose listeners and connections are closed after the test. */
@@ -42,11 +50,14 @@ export interface Harness {
   deadStreamAddr(t: TestContext): Promise<string>
 }
 
-/** Wraps a transport so every listener and connection it makes is closed after the test. */
-function tracked(t: TestContext, transport: StreamTransport): StreamTransport {
+/** Wraps a transport so every listener and connection it makes is closed by `defer`'s hook. */
+function tracked(
+  defer: (cleanup: () => Promise<void>) => void,
+  transport: StreamTransport,
+): StreamTransport {
   const listeners: StreamListener[] = []
   const connections: FramedConnection[] = []
-  t.after(async () => {
+  defer(async () => {
     for (const connection of connections) connection.close()
     await Promise.all(listeners.map((listener) => listener.close()))
     await Promise.all(connections.map((connection) => connection.closed()))
@@ -74,13 +85,16 @@ export function realHarness(host = '127.0.0.1'): Harness {
   return {
     name: 'real',
     host,
+    rawSockets: true,
     async datagram(t, options = {}) {
       const udp = await UdpTransport.bind(bindAddr, options)
       t.after(() => udp.close())
       return udp
     },
     stream(t, options = {}) {
-      return tracked(t, new TcpStreamTransport(options))
+      return tracked((cleanup) => {
+        t.after(cleanup)
+      }, new TcpStreamTransport(options))
     },
     async deadStreamAddr() {
       const listener = await new TcpStreamTransport().listen(bindAddr, () => undefined)
@@ -90,22 +104,117 @@ export function realHarness(host = '127.0.0.1'): Harness {
   }
 }
 
-export function memoryHarness(init: MemoryNetworkInit = {}): Harness {
-  const network = new MemoryNetwork(init)
-  const host = '127.0.0.1'
+/** Seed of the Sim behind each test of the sim harness. */
+const SIM_HARNESS_SEED = 1
+/** Real milliseconds a test's pump runs at most: it stops by itself after that. */
+const SIM_PUMP_MAX_MS = 120_000
+/** Virtual milliseconds one pump step advances at most (after the test process stalled). */
+const SIM_PUMP_STEP_MAX_MS = 50
+/** Ports of the harness's hosts; the simulator hands out its own from 40000. */
+const SIM_HOST_PORT_FIRST = 10_000
+
+/**
+ * One test's Sim in real-time mode: a pump advances the scheduler to the real time elapsed
+ * since the start (at most SIM_PUMP_STEP_MAX_MS per step), then yields to the event loop for a
+ * millisecond, so code that polls or times out in real time sees the simulation move. After
+ * the test it runs the cleanups (with the pump still going, so closes can finish), then stops.
+ */
+class SimRun {
+  readonly sim = new Sim({ seed: SIM_HARNESS_SEED })
+  readonly ip: string
+  private nextPort = SIM_HOST_PORT_FIRST
+  private readonly cleanups: (() => Promise<void>)[] = []
+  private stopped = false
+  private failure: unknown
+  private readonly pumping: Promise<void>
+
+  constructor(t: TestContext, ip = '127.0.0.1') {
+    this.ip = ip
+    this.pumping = this.pump().catch((error: unknown) => {
+      this.failure = error
+    })
+    t.after(async () => {
+      try {
+        for (const cleanup of this.cleanups) await cleanup()
+      } finally {
+        this.stopped = true
+        await this.pumping
+      }
+      assert.ifError(this.failure) // the simulation itself threw
+    })
+  }
+
+  /** A new host at a fresh address on `ip`; its context holds its transports. */
+  host(options: HostOptions = {}): HostContext {
+    let context: HostContext | undefined
+    this.sim.addHost(
+      `${this.ip}:${String(this.nextPort++)}`,
+      (ctx) => {
+        context = ctx
+        return {}
+      },
+      options,
+    )
+    assert.ok(context !== undefined)
+    return context
+  }
+
+  /** Runs `cleanup` after the test, before the pump stops. */
+  defer(cleanup: () => Promise<void>): void {
+    this.cleanups.push(cleanup)
+  }
+
+  private async pump(): Promise<void> {
+    const start = performance.now()
+    for (;;) {
+      const realMs = performance.now() - start
+      if (this.stopped || realMs > SIM_PUMP_MAX_MS) return
+      const target = Math.min(realMs, this.sim.now() + SIM_PUMP_STEP_MAX_MS)
+      if (target > this.sim.now()) await this.sim.runFor(target - this.sim.now())
+      await sleep(1)
+    }
+  }
+}
+
+/**
+ * The simulator's transports (SimDatagramTransport, sim/streams.ts) on one Sim per test, each
+ * endpoint a host of its own on 127.0.0.1. No sockets: `rawSockets` is false.
+ */
+export function simHarness(): Harness {
+  const runs = new WeakMap<TestContext, SimRun>()
+  const runOf = (t: TestContext): SimRun => {
+    let run = runs.get(t)
+    if (run === undefined) {
+      run = new SimRun(t)
+      runs.set(t, run)
+    }
+    return run
+  }
   return {
-    name: 'memory',
-    host,
+    name: 'sim',
+    host: '127.0.0.1',
+    rawSockets: false,
     datagram(t, options = {}) {
-      const endpoint = network.datagram(`${host}:0`, options)
-      t.after(() => endpoint.close())
-      return Promise.resolve(endpoint)
+      const run = runOf(t)
+      const { datagrams } = run.host({ datagram: options })
+      run.defer(() => datagrams.close())
+      return Promise.resolve(datagrams)
     },
     stream(t, options = {}) {
-      return tracked(t, network.stream(host, options))
+      const run = runOf(t)
+      return tracked(
+        (cleanup) => {
+          run.defer(cleanup)
+        },
+        run.host({ stream: options }).streams,
+      )
     },
-    deadStreamAddr() {
-      return Promise.resolve(`${host}:9`)
+    async deadStreamAddr(t) {
+      const listener = await runOf(t)
+        .host()
+        .streams.listen('127.0.0.1:0', () => undefined)
+      await listener.close()
+      return listener.localAddr
     },
   }
 }

@@ -5,7 +5,7 @@
  * everything when its signal fires.
  *
  * Method: a manual clock (ManualTimers) and a fixed random(), so every delay is asserted
- * exactly; connects themselves go over the Harness's real or in-memory transport, and the test
+ * exactly; connects themselves go over the Harness's real or simulated transport, and the test
  * waits for their outcome before moving the clock.
  */
 import assert from 'node:assert/strict'

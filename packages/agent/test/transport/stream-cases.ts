@@ -7,10 +7,11 @@
  *
  * Method: a listener and a client from a Harness; assertions on frames, on how promises
  * settled (`track`), and on `stats()`. Timing is never asserted: where "still waiting" must be
- * observed, the test checks state after giving the other side ample time to move.
+ * observed, the test checks state after giving the other side ample time to move. Cases that
+ * put a `wrap` hook on the sockets are skipped, and reported so, where `h.rawSockets` is false.
  */
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { describe, it, type TestContext } from 'node:test'
 import fc from 'fast-check'
 import { FRAME_BYTES_MAX } from '../../src/transport/defaults.ts'
 import { isTransportError, TransportError } from '../../src/transport/errors.ts'
@@ -45,6 +46,10 @@ function indexOf(frame: Uint8Array): number {
 }
 
 export function streamCases(h: Harness): void {
+  /** A case that puts a `wrap` hook on the sockets: skipped, visibly, where there are none. */
+  const withSockets = (name: string, fn: (t: TestContext) => Promise<void>): void => {
+    it(name, h.rawSockets ? {} : { skip: `${h.name} has no sockets for a wrap hook` }, fn)
+  }
   describe(`stream (${h.name})`, () => {
     it('transport - frames round-trip whole and in order at any size up to the limit (property)', async (t) => {
       const options = { frameBytesMax: PROPERTY_FRAME_BYTES_MAX }
@@ -121,25 +126,28 @@ export function streamCases(h: Harness): void {
       assert.equal(client.stats().sendsRejected.frame_too_large, 1)
     })
 
-    it('transport - an unknown version byte closes the connection, reason counted', async (t) => {
-      const server = h.stream(t)
-      const corrupt = passThroughWrap((chunk, offset) => {
-        if (offset === 0) chunk[0] = FRAME_VERSION + 1
-        return chunk
-      })
-      const client = h.stream(t, { wrap: corrupt.wrap })
-      const { listener, next } = await listenOnce(server, h.host)
-      const out = await client.connect(listener.localAddr)
-      const inbound = await next()
-      await out.send(frameOf(1, 10)).catch(() => undefined)
-      const { frames, error } = await drainFrames(inbound)
-      assertFrames(frames, [])
-      assertCode(error, 'BAD_VERSION')
-      assert.equal(server.stats().closed.bad_version, 1)
-      await out.closed()
-    })
+    withSockets(
+      'transport - an unknown version byte closes the connection, reason counted',
+      async (t) => {
+        const server = h.stream(t)
+        const corrupt = passThroughWrap((chunk, offset) => {
+          if (offset === 0) chunk[0] = FRAME_VERSION + 1
+          return chunk
+        })
+        const client = h.stream(t, { wrap: corrupt.wrap })
+        const { listener, next } = await listenOnce(server, h.host)
+        const out = await client.connect(listener.localAddr)
+        const inbound = await next()
+        await out.send(frameOf(1, 10)).catch(() => undefined)
+        const { frames, error } = await drainFrames(inbound)
+        assertFrames(frames, [])
+        assertCode(error, 'BAD_VERSION')
+        assert.equal(server.stats().closed.bad_version, 1)
+        await out.closed()
+      },
+    )
 
-    it('transport - the wrap hook carries every byte both ways', async (t) => {
+    withSockets('transport - the wrap hook carries every byte both ways', async (t) => {
       const serverWrap = passThroughWrap()
       const clientWrap = passThroughWrap()
       const server = h.stream(t, { wrap: serverWrap.wrap })
@@ -265,31 +273,34 @@ export function streamCases(h: Harness): void {
       assertCode(error, 'BIND_FAILED')
     })
 
-    it('transport - the connect timeout covers the wrap handshake; an abort rejects with ABORTED', async (t) => {
-      const server = h.stream(t)
-      const { listener } = await listenOnce(server, h.host)
-      const stuck = (): Promise<never> => new Promise<never>(() => undefined)
-      const client = h.stream(t, { connectTimeoutMs: 100, wrap: stuck })
-      assertCode(
-        await client.connect(listener.localAddr).catch((e: unknown) => e),
-        'CONNECT_TIMEOUT',
-      )
-      const patient = h.stream(t, { connectTimeoutMs: 60_000, wrap: stuck })
-      const abort = new AbortController()
-      const pending = track(patient.connect(listener.localAddr, abort.signal))
-      await new Promise((resolve) => setTimeout(resolve, 20))
-      assert.equal(pending.state(), 'pending')
-      abort.abort()
-      await pending.promise.catch(() => undefined)
-      assertCode(pending.error(), 'ABORTED')
-      assertCode(
-        await patient.connect(listener.localAddr, abort.signal).catch((e: unknown) => e),
-        'ABORTED',
-      )
-      assert.equal(client.stats().connectsFailed.connect_timeout, 1)
-      assert.equal(patient.stats().connectsFailed.aborted, 2)
-      assert.equal(patient.stats().connectionsOpen, 0)
-    })
+    withSockets(
+      'transport - the connect timeout covers the wrap handshake; an abort rejects with ABORTED',
+      async (t) => {
+        const server = h.stream(t)
+        const { listener } = await listenOnce(server, h.host)
+        const stuck = (): Promise<never> => new Promise<never>(() => undefined)
+        const client = h.stream(t, { connectTimeoutMs: 100, wrap: stuck })
+        assertCode(
+          await client.connect(listener.localAddr).catch((e: unknown) => e),
+          'CONNECT_TIMEOUT',
+        )
+        const patient = h.stream(t, { connectTimeoutMs: 60_000, wrap: stuck })
+        const abort = new AbortController()
+        const pending = track(patient.connect(listener.localAddr, abort.signal))
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        assert.equal(pending.state(), 'pending')
+        abort.abort()
+        await pending.promise.catch(() => undefined)
+        assertCode(pending.error(), 'ABORTED')
+        assertCode(
+          await patient.connect(listener.localAddr, abort.signal).catch((e: unknown) => e),
+          'ABORTED',
+        )
+        assert.equal(client.stats().connectsFailed.connect_timeout, 1)
+        assert.equal(patient.stats().connectsFailed.aborted, 2)
+        assert.equal(patient.stats().connectionsOpen, 0)
+      },
+    )
 
     it('transport - close: the peer reads what was sent then ends; later sends reject CLOSED', async (t) => {
       const server = h.stream(t)
