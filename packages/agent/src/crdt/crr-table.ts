@@ -10,8 +10,6 @@ export interface CrrTable {
   readonly pk: readonly { readonly name: string; readonly type: string }[]
   /** Non-key columns in table order. */
   readonly cols: readonly string[]
-  /** Declared types of the non-key columns, parallel to `cols` ('' when none). */
-  readonly colTypes: readonly string[]
 }
 
 interface TableInfoRow {
@@ -27,6 +25,6 @@ export function readCrrTable(db: Database.Database, name: string): CrrTable {
     .filter((r) => r.pk > 0n)
     .sort((a, b) => Number(a.pk - b.pk))
     .map((r) => ({ name: r.name, type: r.type }))
-  const data = rows.filter((r) => r.pk === 0n && r.hidden === 0n)
-  return { name, pk, cols: data.map((r) => r.name), colTypes: data.map((r) => r.type) }
+  const cols = rows.filter((r) => r.pk === 0n && r.hidden === 0n).map((r) => r.name)
+  return { name, pk, cols }
 }

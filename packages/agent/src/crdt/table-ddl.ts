@@ -46,10 +46,7 @@ function seqSql(fn: 'patina_seq' | 'patina_seqs', args: readonly string[]): stri
 
 /** Every column of the row `rec` (key first), as `seqSql` takes them. */
 function storedRowSql(t: CrrTable, rec: string): string[] {
-  return [
-    ...t.pk.map((p) => storedValueSql(`${rec}.${q(p.name)}`, p.type)),
-    ...t.cols.map((c, i) => storedValueSql(`${rec}.${q(c)}`, t.colTypes[i] ?? '')),
-  ]
+  return [...t.pk.map((p) => p.name), ...t.cols].map((c) => storedValueSql(`${rec}.${q(c)}`))
 }
 
 function pkDefs(t: CrrTable): string {
@@ -198,11 +195,11 @@ function captureTriggers(t: CrrTable): string[] {
   ]
   if (t.cols.length > 0) {
     const sets = t.cols
-      .map((c, i) => {
+      .map((c) => {
         const when = changed(c)
         const keep = (f: (c: string) => string, v: string): string =>
           `${q(f(c))} = CASE WHEN ${when} THEN ${v} ELSE ${q(f(c))} END`
-        const stored = storedValueSql(`NEW.${q(c)}`, t.colTypes[i] ?? '')
+        const stored = storedValueSql(`NEW.${q(c)}`)
         return [
           keep(cellVersionCol, `coalesce(${q(cellVersionCol(c))}, 0) + 1`),
           keep(cellSiteCol, '0'),

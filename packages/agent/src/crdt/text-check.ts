@@ -13,7 +13,8 @@
  *
  * 1. The capture triggers already call `patina_seq()` for every cell they stamp, or
  *    `patina_seqs()` once for all the cells of an inserted row; they pass those calls the values
- *    the write stores (`storedValueSql`), and the functions hand them to `holdsReplacement`.
+ *    the write stores when they are TEXT (`storedValueSql`), and the functions hand them to
+ *    `holdsReplacement`.
  *    better-sqlite3 gives TEXT to JS as a string decoded by V8, which decodes UTF-8 as WHATWG
  *    specifies: each ill-formed sequence (a stray or missing continuation byte, an overlong
  *    form, a surrogate, a code point above U+10FFFF) becomes U+FFFD, and nothing else becomes
@@ -48,26 +49,15 @@ export function holdsReplacement(values: readonly unknown[]): boolean {
   return false
 }
 
-/** SQLite's column affinity rules: true when a column of this declared type has BLOB affinity. */
-function blobAffinity(declaredType: string): boolean {
-  const t = declaredType.toUpperCase()
-  if (t.includes('INT') || t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT')) {
-    return false
-  }
-  return t.includes('BLOB') || t.trim() === ''
-}
-
 /**
- * The value `expr` of a column of `declaredType`, as the capture triggers hand it to JS. A
- * column with TEXT or numeric affinity passes it as it is: it holds TEXT or numbers, cheap to
- * hand over. A column with BLOB affinity (or a STRICT table's ANY) likely holds BLOBs, which
- * better-sqlite3 would copy into a Buffer: it passes the value only when it is TEXT.
+ * The value `expr` as the capture triggers hand it to JS: itself when it is TEXT, else NULL, so
+ * that numbers cost nothing to hand over and BLOBs are not copied into Buffers. The test is two
+ * comparisons, cheaper than a call of typeof(): SQLite orders NULL < numbers < TEXT < BLOB, ''
+ * is the smallest TEXT under every built-in collation and x'' the smallest BLOB, and a column's
+ * affinity never turns '' or x'' into a number.
  */
-export function storedValueSql(expr: string, declaredType: string): string {
-  if (blobAffinity(declaredType) || declaredType.trim().toUpperCase() === 'ANY') {
-    return `CASE WHEN typeof(${expr}) = 'text' THEN ${expr} END`
-  }
-  return expr
+export function storedValueSql(expr: string): string {
+  return `CASE WHEN ${expr} >= '' AND ${expr} < x'' THEN ${expr} END`
 }
 
 export function invalidTextError(table: string, column: string): ReplicaError {
