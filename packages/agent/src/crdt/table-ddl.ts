@@ -91,9 +91,14 @@ export function dropTriggersSql(t: CrrTable): string[] {
 }
 
 /** A changed-value test that tells 1 from 1.0 and 'a' from x'61'. */
+/**
+ * Whether a column's value changed, byte for byte: compared with BINARY whatever the column's
+ * collation (under NOCASE, 'abc' -> 'ABC' would look unchanged, be captured by nobody, and the
+ * replicas would diverge), and by type (1 and 1.0 compare equal).
+ */
 function changed(col: string): string {
   const c = q(col)
-  return `(NEW.${c} IS NOT OLD.${c} OR typeof(NEW.${c}) <> typeof(OLD.${c}))`
+  return `(NEW.${c} IS NOT OLD.${c} COLLATE BINARY OR typeof(NEW.${c}) <> typeof(OLD.${c}))`
 }
 
 /**
