@@ -48,7 +48,7 @@ function counters(replica: Replica): Counters {
   return {
     changes,
     totalChanges,
-    head: replica.headOf(replica.siteId),
+    head: replica.headOf(replica.actorId),
     clockRows: count('SELECT count(*) FROM "t__patina_clock"'),
     versionIndexRows: count('SELECT count(*) FROM "t__patina_vidx"'),
   }

@@ -3,7 +3,7 @@
  * one cell) of `replica.apply` for insert-only, update-only and mixed changesets, against a
  * plain SQLite upsert of the same rows (one statement per row, 1,000 rows per transaction).
  *
- * The changesets come from a second replica (another site id) that writes the rows 250 per
+ * The changesets come from a second replica (another actor id) that writes the rows 250 per
  * transaction (1,000 cells per changeset) and are read back with changesFor. For updates that
  * replica first inserts the same ids (versions that are never shipped), so the shipped UPDATE
  * cells carry col_version 2 against the target's 1: every change wins.
@@ -26,7 +26,7 @@ import {
   REPEATS,
   removeDb,
   scaled,
-  siteId,
+  actorId,
   stats,
   timed,
   timeMs,
@@ -49,7 +49,7 @@ const CHANGESETS_PER_APPLY = 100
 const PLAIN_ROWS_PER_TX = 1_000
 /** Changesets per apply call that give the plain baseline's 1,000 rows per transaction. */
 const PLAIN_SHAPED_APPLY = PLAIN_ROWS_PER_TX / ROWS_PER_CHANGESET
-const REMOTE_SITE = siteId(0x0b)
+const REMOTE_SITE = actorId(0x0b)
 const SEED_ROWS_PER_TX = 5_000
 
 const GOAL_RATIO = 0.5
@@ -92,7 +92,7 @@ function makeWorkload(
   fixture: BigFixture,
 ): Workload {
   const path = join(dir, 'remote.db')
-  const remote = Replica.open(path, { siteId: REMOTE_SITE })
+  const remote = Replica.open(path, { actorId: REMOTE_SITE })
   try {
     remote.applySchema(SCHEMA)
     // The rows to update must exist remotely first, with the target's values (col_version 1).

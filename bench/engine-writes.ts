@@ -16,7 +16,7 @@ import {
   REPEATS,
   removeDb,
   scaled,
-  siteId,
+  actorId,
   stats,
   timeMs,
   type BenchContext,
@@ -72,7 +72,7 @@ function plainPass(path: string): Pass & { pragmas: Record<string, string> } {
 }
 
 function enginePass(path: string): Pass & { pragmas: Record<string, string> } {
-  const replica = Replica.open(path, { siteId: siteId(0x01) })
+  const replica = Replica.open(path, { actorId: actorId(0x01) })
   try {
     replica.applySchema(SCHEMA)
     let versions = 0
@@ -102,7 +102,7 @@ function enginePass(path: string): Pass & { pragmas: Record<string, string> } {
         run(statements)
       }
     })
-    if (replica.headOf(replica.siteId) !== versions) throw new Error('unexpected version count')
+    if (replica.headOf(replica.actorId) !== versions) throw new Error('unexpected version count')
     return { insertMs, updateMs, pragmas: pragmas(replica.db) }
   } finally {
     replica.close()

@@ -509,7 +509,7 @@ export function encodedSize(
     let messageBytes = 0
     let accountingBytes = 0
     for (let v = from; v <= to; v++) {
-      const cs = replica.changesFor(replica.siteId, v)
+      const cs = replica.changesFor(replica.actorId, v)
       if (cs === null) throw new Error(`version ${v} is not in ${dbPath}`)
       changes += cs.changes.length
       for (const chunk of chunkVersion(cs, 0, DEFAULT_REPLICATION.chunkBytes)) {
@@ -519,7 +519,7 @@ export function encodedSize(
         messageBytes += encodeMessage({
           type: 'change',
           clusterId: DEFAULT_CLUSTER_ID,
-          sender: replica.siteId,
+          sender: replica.actorId,
           chunk: { ...chunk, ts },
         }).length
       }

@@ -223,7 +223,7 @@ export function removeDb(path: string): void {
 // ------------------------------------------------------------------------------ test data
 
 /** Site ids (16 bytes) with a recognisable first byte. */
-export function siteId(byte: number): Uint8Array {
+export function actorId(byte: number): Uint8Array {
   const id = new Uint8Array(16)
   id[0] = byte
   id[15] = 1

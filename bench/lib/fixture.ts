@@ -16,7 +16,7 @@ import {
   REPEATS,
   removeDb,
   scaled,
-  siteId,
+  actorId,
   timeMs,
   type BigFixture,
 } from './common.ts'
@@ -27,7 +27,7 @@ export const TABLE_SQL =
 export const SCHEMA = [{ path: 'schema.sql', sql: TABLE_SQL }]
 
 /** Site of the replica that owns the fixture (and of every target copied from it). */
-export const FIXTURE_SITE = siteId(0x0a)
+export const FIXTURE_SITE = actorId(0x0a)
 
 /** Rows of the big fixture: 1,000,000 (100,000 with BENCH_QUICK=1). */
 export const FIXTURE_ROWS = scaled(1_000_000)
@@ -82,7 +82,7 @@ export function tableFingerprint(db: Database.Database): SqlValue[] {
 }
 
 function fillEngine(path: string, rows: number): { ms: number; bytes: number } {
-  const replica = Replica.open(path, { siteId: FIXTURE_SITE })
+  const replica = Replica.open(path, { actorId: FIXTURE_SITE })
   try {
     replica.applySchema(SCHEMA)
     const ms = timeMs(() => {

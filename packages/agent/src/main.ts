@@ -2,6 +2,7 @@
  * The composition root: config -> components -> start, in order. The only module that knows
  * every concrete class. Stopping runs the same list backwards.
  */
+import { actorIdHex } from './runtime/actor-id.ts'
 import { mkdirSync, statSync } from 'node:fs'
 import { createServer, type Server as HttpServer } from 'node:http'
 import type { Server as NetServer } from 'node:net'
@@ -13,7 +14,7 @@ import { buildApi, type Api } from './api/server.ts'
 import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/defaults.ts'
 import { SUBS_EVALS_PER_READER_MAX } from './subs/subs-defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
-import { Replica, siteIdHex } from './crdt/replica.ts'
+import { Replica } from './crdt/replica.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
@@ -52,7 +53,7 @@ function registerStoreMetrics(metrics: AgentMetrics, replica: Replica, path: str
     help: "This agent's own latest version (its count of committed write transactions)",
     registers: [metrics.registry],
     collect() {
-      this.set(replica.headOf(replica.siteId))
+      this.set(replica.headOf(replica.actorId))
     },
   })
   new Gauge({
@@ -290,7 +291,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
 
     log.info(
       {
-        actor_id: siteIdHex(replica.siteId),
+        actor_id: actorIdHex(replica.actorId),
         api: apiUrls,
         gossip: node.addr,
         db: config.db.path,

@@ -6,6 +6,7 @@
  * codes). A failed transaction also carries `results` and `version: null` so that Corrosion
  * clients find it where they look.
  */
+import { actorIdHex } from '../runtime/actor-id.ts'
 import { timingSafeEqual } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
@@ -29,7 +30,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/load-config.ts'
 import { API_RETRY_AFTER_S } from '../config/defaults.ts'
 import { q } from '../crdt/names.ts'
-import { siteIdHex, type Params, type Replica } from '../crdt/replica.ts'
+import { type Params, type Replica } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import type { MemberInfo } from '../membership/member.ts'
 import type { AgentMetrics } from '../metrics/agent-metrics.ts'
@@ -258,7 +259,7 @@ export function buildApi(deps: ApiDeps) {
         results: result.results.map((r) => ({ rows_affected: r.rowsAffected, time: r.timeS })),
         time: (performance.now() - started) / 1000,
         version: result.version,
-        actor_id: siteIdHex(replica.siteId),
+        actor_id: actorIdHex(replica.actorId),
       }),
     )
   })
@@ -344,7 +345,7 @@ export function buildApi(deps: ApiDeps) {
   app.get('/v1/members', async (_req, reply) => {
     const members: readonly MemberInfo[] = deps.members?.() ?? [
       {
-        actorId: siteIdHex(replica.siteId),
+        actorId: actorIdHex(replica.actorId),
         addr: config.gossip.addr,
         state: 'alive',
         incarnation: 0,

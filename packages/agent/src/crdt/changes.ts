@@ -16,7 +16,7 @@ export interface Change {
   /** The origin's version of the transaction that wrote this cell. */
   readonly dbVersion: number
   /** The origin site (16 bytes). */
-  readonly siteId: Uint8Array
+  readonly actorId: Uint8Array
   /** Causal length of the row this cell belongs to. */
   readonly cl: number
   /** Position of the write inside its transaction. */
@@ -26,7 +26,7 @@ export interface Change {
 /** What a replica still holds of one origin's version: its cells, ordered by seq. */
 export interface FullChangeset {
   readonly kind: 'full'
-  readonly siteId: Uint8Array
+  readonly actorId: Uint8Array
   readonly version: number
   readonly changes: readonly Change[]
   /** Highest seq of the version, when known; the changes cover seqs 0..lastSeq. */
@@ -41,7 +41,7 @@ export interface FullChangeset {
 /** Versions that exist but hold no cell any more (all overwritten): nothing to apply. */
 export interface EmptyChangeset {
   readonly kind: 'empty'
-  readonly siteId: Uint8Array
+  readonly actorId: Uint8Array
   readonly versions: VersionRange
 }
 

@@ -6,10 +6,10 @@
  * 2. Higher causal length: the row enters that life. Even: it is deleted and every cell clock
  *    is dropped. Odd: it is (re)created; every cell clock is dropped and every value goes back
  *    to its DEFAULT, then the incoming cell (if it is not the sentinel) is applied.
- * 3. Same causal length: the sentinel keeps the larger clock (origin site id, then version and
+ * 3. Same causal length: the sentinel keeps the larger clock (origin actor id, then version and
  *    seq) so that every replica ends with the same sentinel clock; a cell wins when the local
  *    cell has no clock, or by higher col_version, then larger value (INTEGER > REAL > TEXT >
- *    BLOB > NULL, text and blobs as bytes), then larger origin site id, then (version, seq).
+ *    BLOB > NULL, text and blobs as bytes), then larger origin actor id, then (version, seq).
  * Applying a cell twice, or two cells in either order, gives the same state.
  */
 import { compareBytes, compareValues, type SqlValue } from './values.ts'
@@ -57,8 +57,8 @@ export interface Mechanisms {
 export const ALL_MECHANISMS: Mechanisms = { causalLength: true, tieBreak: true }
 
 export interface MergeContext {
-  /** The 16-byte site id of a local site ordinal. */
-  siteId(ordinal: number): Uint8Array
+  /** The 16-byte actor id of a local site ordinal. */
+  actorId(ordinal: number): Uint8Array
   /** The current stored value of a column of this row (only asked for ties). */
   storedValue(col: number): SqlValue
 }
@@ -81,7 +81,7 @@ export function emptyRowState(columnCount: number): RowState {
 
 function compareStamps(a: Stamp, b: Stamp, ctx: MergeContext): number {
   if (a.site !== b.site) {
-    const bySite = compareBytes(ctx.siteId(a.site), ctx.siteId(b.site))
+    const bySite = compareBytes(ctx.actorId(a.site), ctx.actorId(b.site))
     if (bySite !== 0) return bySite
   }
   if (a.dbv !== b.dbv) return a.dbv < b.dbv ? -1 : 1

@@ -16,8 +16,8 @@ export function missingChangesets(
   for (const origin of from.originStates()) {
     // Newest first: a replica that is behind gets fresh state soonest.
     for (let v = origin.head; v >= 1 && out.length < max; v--) {
-      if (to.holds(origin.siteId, v)) continue
-      const cs = from.changesFor(origin.siteId, v)
+      if (to.holds(origin.actorId, v)) continue
+      const cs = from.changesFor(origin.actorId, v)
       if (cs !== null) out.push(cs)
     }
   }

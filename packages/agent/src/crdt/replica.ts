@@ -11,8 +11,9 @@
  * const replica = Replica.open('data/state.db')
  * replica.applySchema([{ path: 'schema.sql', sql: 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT)' }])
  * const { version } = replica.transaction([{ sql: 'INSERT INTO t VALUES (?, ?)', params: [1n, 'a'] }])
- * const changes = replica.changesFor(replica.siteId, version!)
+ * const changes = replica.changesFor(replica.actorId, version!)
  */
+import { ACTOR_ID_BYTES, actorIdHex } from '../runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import type Database from 'better-sqlite3'
@@ -58,7 +59,7 @@ import type { SqlValue } from './values.ts'
 export interface ReplicaOptions {
   readonly synchronous?: Synchronous
   /** Site id for a new database (16 bytes); random when absent. Ignored for an existing one. */
-  readonly siteId?: Uint8Array
+  readonly actorId?: Uint8Array
   /**
    * For tests only: switch off a core mechanism (causal length, tie-breaks, gap bookkeeping)
    * to prove that the test suite notices its loss.
@@ -92,7 +93,7 @@ export interface TransactionResult {
 }
 
 export interface OriginState {
-  readonly siteId: Uint8Array
+  readonly actorId: Uint8Array
   readonly head: number
   readonly gaps: readonly VersionRange[]
 }
@@ -128,12 +129,12 @@ export type CommitListener = (event: CommitEvent) => void
  * - held: complete but not applicable yet (unknown table or column, a constraint): stored and
  *   retried after every schema change; `reason` says why;
  * - dropped: the buffer is at its cap; not stored (anti-entropy will fetch it again);
- * - refused: malformed (bad site id, version, clock or key); `reason` says what.
+ * - refused: malformed (bad actor id, version, clock or key); `reason` says what.
  */
 export type ApplyStatus = 'applied' | 'duplicate' | 'buffered' | 'held' | 'dropped' | 'refused'
 
 export interface ChangesetOutcome {
-  readonly siteId: Uint8Array
+  readonly actorId: Uint8Array
   readonly versions: VersionRange
   readonly status: ApplyStatus
   /** True when the status is `applied`. */
@@ -143,8 +144,6 @@ export interface ChangesetOutcome {
   readonly won: readonly boolean[]
 }
 
-/** Site id length in bytes (a UUID). */
-export const SITE_ID_BYTES = 16
 /** Default cap on cells buffered for incomplete or held versions (config/defaults.ts). */
 export { BUFFER_CELLS_MAX }
 
@@ -158,13 +157,9 @@ const INTERNAL_DDL = [
   `CREATE TABLE IF NOT EXISTS __patina_tables (name TEXT PRIMARY KEY NOT NULL)`,
 ]
 
-export function siteIdHex(siteId: Uint8Array): string {
-  return Buffer.from(siteId).toString('hex')
-}
-
 export class Replica {
   readonly db: Database.Database
-  readonly siteId: Uint8Array
+  readonly actorId: Uint8Array
   private mode: Mode = 'idle'
   private pendingVersion = 0
   private seq = 0
@@ -174,7 +169,7 @@ export class Replica {
    */
   private textSuspect = false
   private readonly tables = new Map<string, TableStatements>()
-  private readonly siteIds: Uint8Array[] = []
+  private readonly actorIds: Uint8Array[] = []
   private readonly siteOrdinals = new Map<string, number>()
   private readonly origins = new Map<number, OriginVersions>()
   private readonly userStatements = new Map<string, Database.Statement>()
@@ -199,7 +194,7 @@ export class Replica {
 
   private constructor(db: Database.Database, options: ReplicaOptions) {
     this.db = db
-    const requestedSiteId = options.siteId
+    const requestedActorId = options.actorId
     this.mechanisms = {
       causalLength: options.disable?.causalLength !== true,
       tieBreak: options.disable?.tieBreak !== true,
@@ -212,8 +207,8 @@ export class Replica {
       for (const sql of INTERNAL_DDL) db.exec(sql)
       const self = db.prepare('SELECT site_id FROM __patina_sites WHERE ordinal = 0').pluck().get()
       if (self === undefined) {
-        const id = requestedSiteId ?? randomBytes(SITE_ID_BYTES)
-        assert.equal(id.length, SITE_ID_BYTES, 'a site id is 16 bytes')
+        const id = requestedActorId ?? randomBytes(ACTOR_ID_BYTES)
+        assert.equal(id.length, ACTOR_ID_BYTES, 'a actor id is 16 bytes')
         db.prepare('INSERT INTO __patina_sites (ordinal, site_id) VALUES (0, ?)').run(id)
       }
     }).immediate()
@@ -229,7 +224,7 @@ export class Replica {
     this.buffer = new VersionBuffer(db)
     this.bufferCellsMax = options.bufferCellsMax ?? BUFFER_CELLS_MAX
     this.loadSites()
-    this.siteId = this.siteIds[0] as Uint8Array
+    this.actorId = this.actorIds[0] as Uint8Array
     this.regenerateTriggers()
     this.loadTables()
     this.loadOrigins()
@@ -291,14 +286,14 @@ export class Replica {
   // ---------------------------------------------------------------- loading state
 
   private loadSites(): void {
-    this.siteIds.length = 0
+    this.actorIds.length = 0
     this.siteOrdinals.clear()
     const rows = this.db
       .prepare('SELECT ordinal, site_id FROM __patina_sites ORDER BY ordinal')
       .raw()
       .all() as [bigint, Buffer][]
     for (const [ordinal, id] of rows) {
-      this.siteIds[Number(ordinal)] = new Uint8Array(id)
+      this.actorIds[Number(ordinal)] = new Uint8Array(id)
       this.siteOrdinals.set(id.toString('hex'), Number(ordinal))
     }
   }
@@ -367,20 +362,20 @@ export class Replica {
     for (const [start, end] of origin.gaps) this.stmts.addGap.run(site, start, end)
   }
 
-  /** The local ordinal of a site id, registering it when `create` is set. */
-  private siteOrdinal(siteId: Uint8Array, create: boolean): number | undefined {
-    const hex = siteIdHex(siteId)
+  /** The local ordinal of a actor id, registering it when `create` is set. */
+  private siteOrdinal(actorId: Uint8Array, create: boolean): number | undefined {
+    const hex = actorIdHex(actorId)
     const known = this.siteOrdinals.get(hex)
     if (known !== undefined || !create) return known
-    if (siteId.length !== SITE_ID_BYTES) {
-      throw new ReplicaError('INVALID_CHANGE', `site id ${hex} is not ${SITE_ID_BYTES} bytes`)
+    if (actorId.length !== ACTOR_ID_BYTES) {
+      throw new ReplicaError('INVALID_CHANGE', `actor id ${hex} is not ${ACTOR_ID_BYTES} bytes`)
     }
     const inserted: unknown = this.db
       .prepare('INSERT INTO __patina_sites (site_id) VALUES (?) RETURNING ordinal')
       .pluck()
-      .get(Buffer.from(siteId))
+      .get(Buffer.from(actorId))
     const ordinal = Number(inserted)
-    this.siteIds[ordinal] = new Uint8Array(siteId)
+    this.actorIds[ordinal] = new Uint8Array(actorId)
     this.siteOrdinals.set(hex, ordinal)
     return ordinal
   }
@@ -495,7 +490,7 @@ export class Replica {
       if (result.version !== null) {
         this.origin(0).head = result.version
         if (this.commitListeners.size > 0) {
-          const changeset = this.changesFor(this.siteId, result.version) as FullChangeset
+          const changeset = this.changesFor(this.actorId, result.version) as FullChangeset
           this.mode = 'idle'
           this.emit({ source: 'local', rows: rowsOf(changeset.changes), changeset })
         }
@@ -561,39 +556,39 @@ export class Replica {
     return [...this.origins.entries()]
       .filter(([, o]) => o.head > 0)
       .map(([site, o]) => ({
-        siteId: this.siteIds[site] as Uint8Array,
+        actorId: this.actorIds[site] as Uint8Array,
         head: o.head,
         gaps: o.gaps.map(([s, e]) => [s, e] as const),
       }))
   }
 
-  /** The highest version of `siteId` this replica holds or knows of (0 when none). */
-  headOf(siteId: Uint8Array): number {
-    const site = this.siteOrdinal(siteId, false)
+  /** The highest version of `actorId` this replica holds or knows of (0 when none). */
+  headOf(actorId: Uint8Array): number {
+    const site = this.siteOrdinal(actorId, false)
     return site === undefined ? 0 : this.origin(site).head
   }
 
-  /** True when this replica holds version `version` of `siteId`. */
-  holds(siteId: Uint8Array, version: number): boolean {
-    const site = this.siteOrdinal(siteId, false)
+  /** True when this replica holds version `version` of `actorId`. */
+  holds(actorId: Uint8Array, version: number): boolean {
+    const site = this.siteOrdinal(actorId, false)
     return site !== undefined && holds(this.origin(site), version)
   }
 
   // ---------------------------------------------------------------- reading changes
 
   /**
-   * The cells this replica still holds of version `version` of origin `siteId`, ordered by
+   * The cells this replica still holds of version `version` of origin `actorId`, ordered by
    * seq: a full changeset (possibly with no changes, when every cell was overwritten since),
    * or null when the replica does not hold that version.
    */
-  changesFor(siteId: Uint8Array, version: number): FullChangeset | null {
-    const site = this.siteOrdinal(siteId, false)
+  changesFor(actorId: Uint8Array, version: number): FullChangeset | null {
+    const site = this.siteOrdinal(actorId, false)
     if (site === undefined || !holds(this.origin(site), version)) return null
     const changes: Change[] = []
-    for (const t of this.tables.values()) t.readVersion(site, version, siteId, changes)
+    for (const t of this.tables.values()) t.readVersion(site, version, actorId, changes)
     changes.sort((a, b) => a.seq - b.seq)
     const last = changes.at(-1)
-    return { kind: 'full', siteId, version, changes, lastSeq: last === undefined ? 0 : last.seq }
+    return { kind: 'full', actorId, version, changes, lastSeq: last === undefined ? 0 : last.seq }
   }
 
   // ---------------------------------------------------------------- applying remote changes
@@ -615,8 +610,8 @@ export class Replica {
       .transaction(() => {
         changesets.forEach((cs, i) => {
           if (problems[i] !== null) return
-          this.siteOrdinal(cs.siteId, true)
-          if (cs.kind === 'full') for (const c of cs.changes) this.siteOrdinal(c.siteId, true)
+          this.siteOrdinal(cs.actorId, true)
+          if (cs.kind === 'full') for (const c of cs.changes) this.siteOrdinal(c.actorId, true)
         })
       })
       .immediate()
@@ -627,7 +622,7 @@ export class Replica {
         const problem = problems[i] ?? null
         const versions: VersionRange = cs.kind === 'full' ? [cs.version, cs.version] : cs.versions
         if (problem !== null) return outcome(cs, versions, 'refused', [], problem)
-        const site = this.siteOrdinal(cs.siteId, false) as number
+        const site = this.siteOrdinal(cs.actorId, false) as number
         const origin = this.origin(site)
         if (site === 0 || holdsAll(origin, versions)) return outcome(cs, versions, 'duplicate')
         if (cs.kind === 'empty') {
@@ -693,7 +688,7 @@ export class Replica {
       }
       entry = this.buffer.add(site, cs.version, seqs, cs.lastSeq, cs.changes)
       if (!VersionBuffer.complete(entry)) return outcome(cs, versions, 'buffered')
-      changes = this.buffer.cells(entry, cs.siteId)
+      changes = this.buffer.cells(entry, cs.actorId)
     }
     const merged = this.tryMerge(changes)
     if (typeof merged === 'string') {
@@ -765,7 +760,7 @@ export class Replica {
       this.mode = 'merge'
       const touched = new Set<number>()
       for (const entry of held) {
-        const origin = this.siteIds[entry.site] as Uint8Array
+        const origin = this.actorIds[entry.site] as Uint8Array
         const merged = this.tryMerge(this.buffer.cells(entry, origin))
         if (typeof merged === 'string') {
           this.buffer.hold(entry, merged)
@@ -784,14 +779,14 @@ export class Replica {
 
   /** Versions received but not applied yet: incomplete (partial) or held. */
   bufferedVersions(): {
-    siteId: Uint8Array
+    actorId: Uint8Array
     version: number
     held: boolean
     reason: string | null
     cells: number
   }[] {
     return this.buffer.all().map((e: BufferedVersion) => ({
-      siteId: this.siteIds[e.site] as Uint8Array,
+      actorId: this.actorIds[e.site] as Uint8Array,
       version: e.version,
       held: e.held,
       reason: e.reason,
@@ -804,9 +799,9 @@ export class Replica {
     return this.buffer.cellCount()
   }
 
-  /** True when this replica holds every version of `range` of `siteId` (an empty chunk). */
-  holdsRange(siteId: Uint8Array, range: VersionRange): boolean {
-    const site = this.siteOrdinal(siteId, false)
+  /** True when this replica holds every version of `range` of `actorId` (an empty chunk). */
+  holdsRange(actorId: Uint8Array, range: VersionRange): boolean {
+    const site = this.siteOrdinal(actorId, false)
     return site !== undefined && (site === 0 || holdsAll(this.origin(site), range))
   }
 
@@ -814,8 +809,8 @@ export class Replica {
    * True when this replica already has what a chunk would bring: the version is held, or it is
    * buffered with these seqs (or held for a schema change).
    */
-  covers(siteId: Uint8Array, version: number, seqs?: VersionRange): boolean {
-    const site = this.siteOrdinal(siteId, false)
+  covers(actorId: Uint8Array, version: number, seqs?: VersionRange): boolean {
+    const site = this.siteOrdinal(actorId, false)
     if (site === undefined) return false
     if (site === 0 || holds(this.origin(site), version)) return true
     const entry = this.buffer.get(site, version)
@@ -850,7 +845,7 @@ export class Replica {
           val: c.val,
           colVersion: c.colVersion,
           cl: c.cl,
-          site: this.siteOrdinal(c.siteId, false) as number,
+          site: this.siteOrdinal(c.actorId, false) as number,
           dbv: c.dbVersion,
           seq: c.seq,
         }
@@ -861,7 +856,7 @@ export class Replica {
         prev ?? emptyRowState(t.table.cols.length),
         incoming,
         {
-          siteId: (ordinal) => this.siteIds[ordinal] as Uint8Array,
+          actorId: (ordinal) => this.actorIds[ordinal] as Uint8Array,
           storedValue: (col) => {
             stored ??= t.readValues(pkValues)
             return stored[col] ?? null
@@ -900,7 +895,7 @@ function outcome(
   reason?: string,
 ): ChangesetOutcome {
   return {
-    siteId: cs.siteId,
+    actorId: cs.actorId,
     versions,
     status,
     applied: status === 'applied',
@@ -911,7 +906,7 @@ function outcome(
 
 /** What is wrong with a changeset whatever the schema, or null. */
 function structuralProblem(cs: Changeset): string | null {
-  if (cs.siteId.length !== SITE_ID_BYTES) return `origin site id must be ${SITE_ID_BYTES} bytes`
+  if (cs.actorId.length !== ACTOR_ID_BYTES) return `origin actor id must be ${ACTOR_ID_BYTES} bytes`
   if (cs.kind === 'empty') {
     const [s, e] = cs.versions
     if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < 1 || e < s) {
@@ -931,7 +926,8 @@ function structuralProblem(cs: Changeset): string | null {
     if (!(c.cl >= 1 && c.colVersion >= 1 && c.seq >= 0 && c.dbVersion >= 1)) {
       return `invalid clock in change for "${c.table}"`
     }
-    if (c.siteId.length !== SITE_ID_BYTES) return `change site id must be ${SITE_ID_BYTES} bytes`
+    if (c.actorId.length !== ACTOR_ID_BYTES)
+      return `change actor id must be ${ACTOR_ID_BYTES} bytes`
   }
   return null
 }

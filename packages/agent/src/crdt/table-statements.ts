@@ -225,7 +225,7 @@ export class TableStatements {
   }
 
   /** Appends to `out` the cells (and sentinel) still stamped with (site, version). */
-  readVersion(site: number, version: number, siteId: Uint8Array, out: Change[]): void {
+  readVersion(site: number, version: number, actorId: Uint8Array, out: Change[]): void {
     const nPk = this.table.pk.length
     for (const row of this.readByVersion.iterate(site, version) as Iterable<SqlValue[]>) {
       const pkValues = row.slice(0, nPk)
@@ -243,7 +243,7 @@ export class TableStatements {
           val: null,
           colVersion: cl,
           dbVersion: version,
-          siteId,
+          actorId,
           cl,
           seq: meta(3) ?? 0,
         })
@@ -259,7 +259,7 @@ export class TableStatements {
             val: row[dataAt + i] ?? null,
             colVersion: meta(o) ?? 0,
             dbVersion: version,
-            siteId,
+            actorId,
             cl,
             seq: meta(o + 3) ?? 0,
           })

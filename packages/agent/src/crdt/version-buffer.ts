@@ -204,7 +204,7 @@ export class VersionBuffer {
       val: val instanceof Buffer ? new Uint8Array(val) : val,
       colVersion: Number(colVersion),
       dbVersion: entry.version,
-      siteId: origin,
+      actorId: origin,
       cl: Number(cl),
       seq: Number(seq),
     }))

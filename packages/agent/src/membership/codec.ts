@@ -20,11 +20,10 @@
  * short, long, out of range or not UTF-8 is `malformed`.
  */
 import assert from 'node:assert/strict'
+import { ACTOR_ID_BYTES, isActorIdHex } from '../runtime/actor-id.ts'
 import type { MemberState, MemberUpdate } from './member.ts'
 
 export const CODEC_VERSION = 1
-/** Bytes of an actor id on the wire. */
-export const ACTOR_ID_BYTES = 16
 /** Longest address on the wire, in UTF-8 bytes. */
 export const ADDR_BYTES_MAX = 255
 /** Most piggybacked updates in one datagram (the count is a u8). */
@@ -91,12 +90,8 @@ export type DecodeResult =
 
 // ------------------------------------------------------------------------------ hex actor ids
 
-const ACTOR_ID_PATTERN = /^[0-9a-f]{32}$/
-
 /** Whether `id` is a well-formed actor id: 32 lowercase hex digits. */
-export function isActorId(id: string): boolean {
-  return ACTOR_ID_PATTERN.test(id)
-}
+export const isActorId = isActorIdHex
 
 function hexNibble(code: number): number {
   // '0'-'9' are 48-57, 'a'-'f' 97-102; callers only pass validated ids.

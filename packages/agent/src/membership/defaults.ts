@@ -4,6 +4,7 @@
  * has memberlist's WAN numbers. Units are in the names. Any field can be overridden per instance
  * through `SwimInit`.
  */
+import { ACTOR_ID_BYTES } from '../runtime/actor-id.ts'
 
 // ------------------------------------------------------------------------------------ probing
 
@@ -174,7 +175,7 @@ export const LAN_PROFILE: SwimOptions = Object.freeze({
  * counts and the sender's own record (actor id, and an address of up to 255 bytes); member
  * records fill the rest, live members first, and the rest are left out.
  */
-export const PUSH_PULL_HEADER_RESERVE_BYTES = 64 + 16 + 255 // 16: the actor id
+export const PUSH_PULL_HEADER_RESERVE_BYTES = 64 + ACTOR_ID_BYTES + 255
 
 /** Down members are reaped on a timer of removeDownAfterMs, kept within these bounds. */
 export const REAP_INTERVAL_MIN_MS = 1_000

@@ -16,9 +16,10 @@
  * "left", bounded by `leaveTimeoutMs`), stops Swim, then closes the listener and the datagram
  * transport. Both are idempotent.
  */
+import { actorIdHex } from '../runtime/actor-id.ts'
 import type { Logger } from 'pino'
 import type { Replica } from '../crdt/replica.ts'
-import { siteIdHex } from '../crdt/replica.ts'
+
 import type { SwimOptions } from '../membership/defaults.ts'
 import type { MemberInfo, MemberState } from '../membership/member.ts'
 import { Swim, type SwimStats } from '../membership/swim.ts'
@@ -124,7 +125,7 @@ export function createNode(components: NodeComponents, init: NodeInit): PatinaNo
   const membershipLog = components.logger.child({ subsystem: 'membership' })
   const replicationLog = components.logger.child({ subsystem: 'replication' })
   const addr = datagrams.localAddr
-  const actorId = siteIdHex(replica.siteId)
+  const actorId = actorIdHex(replica.actorId)
   const registrar = new Registrar(clock, STREAM_FIRST_FRAME_TIMEOUT_MS)
 
   const swim = new Swim(

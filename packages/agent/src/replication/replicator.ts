@@ -9,7 +9,8 @@
  * and relayed. Sync fetches what broadcasts missed. Everything received is applied by the apply
  * queue in batches.
  */
-import { siteIdHex, type CommitEvent, type Replica } from '../crdt/replica.ts'
+import { actorIdHex } from '../runtime/actor-id.ts'
+import { type CommitEvent, type Replica } from '../crdt/replica.ts'
 import { missingCount } from '../crdt/version-ranges.ts'
 import type { Clock } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
@@ -101,7 +102,7 @@ export class Replicator {
   constructor(deps: ReplicatorDeps, options: ReplicationOptions) {
     this.deps = deps
     this.options = options
-    this.selfHex = siteIdHex(deps.replica.siteId)
+    this.selfHex = actorIdHex(deps.replica.actorId)
     this.bucket = new TokenBucket(options.rateBytesPerSec, options.burstBytes, () =>
       deps.clock.now(),
     )
@@ -158,7 +159,7 @@ export class Replicator {
         openSession: (addr) => deps.openSession(addr),
         behind: () => this.health().gaps > 0,
         onHaves: (haves) => {
-          for (const h of haves) this.lag.observeHead(siteIdHex(h.origin), h.head)
+          for (const h of haves) this.lag.observeHead(actorIdHex(h.origin), h.head)
         },
         onError: (peer, error) => deps.onEvent?.({ type: 'sync-failed', peer, error }),
       },
@@ -221,7 +222,7 @@ export class Replicator {
       const bytes = encodeMessage({
         type: 'change',
         clusterId: this.deps.clusterId,
-        sender: this.deps.replica.siteId,
+        sender: this.deps.replica.actorId,
         chunk,
       })
       this.broadcaster.enqueue(bytes)
@@ -248,7 +249,7 @@ export class Replicator {
     }
     this.received.messages++
     const { chunk } = m
-    const origin = siteIdHex(chunk.origin)
+    const origin = actorIdHex(chunk.origin)
     if (origin === this.selfHex) {
       this.received.duplicates++
       return
@@ -272,7 +273,7 @@ export class Replicator {
     if (chunk.kind === 'full' && chunk.version > replica.headOf(chunk.origin) + 1) {
       this.client.hurry()
     }
-    this.broadcaster.enqueue(bytes, true, [siteIdHex(m.sender)])
+    this.broadcaster.enqueue(bytes, true, [actorIdHex(m.sender)])
   }
 
   /**
@@ -287,7 +288,7 @@ export class Replicator {
       reply = {
         type: 'sync-reject',
         clusterId: this.deps.clusterId,
-        sender: this.deps.replica.siteId,
+        sender: this.deps.replica.actorId,
         reason: 'malformed',
       }
     } else {
@@ -319,7 +320,7 @@ export class Replicator {
     outcomes.forEach((o, i) => {
       this.outcomes[o.status] = (this.outcomes[o.status] ?? 0) + 1
       const { chunk } = batch[i] as QueuedChunk
-      const origin = siteIdHex(chunk.origin)
+      const origin = actorIdHex(chunk.origin)
       if (o.status === 'applied') this.lag.observeApplied(origin, chunk.ts, now)
       else if (o.status === 'held') {
         this.deps.onEvent?.({
@@ -348,7 +349,7 @@ export class Replicator {
 
   /** Per origin: how far behind this node is. */
   origins(): OriginLag[] {
-    const states = new Map(this.deps.replica.originStates().map((o) => [siteIdHex(o.siteId), o]))
+    const states = new Map(this.deps.replica.originStates().map((o) => [actorIdHex(o.actorId), o]))
     for (const [origin, s] of states) this.lag.observeHead(origin, s.head)
     return this.lag
       .origins((origin) => {

@@ -9,10 +9,11 @@
  * see their connections reset) and its database is closed with whatever was committed; restart
  * opens the same file.
  */
+import { actorIdHex } from '../runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
-import { Replica, siteIdHex } from '../crdt/replica.ts'
+import { Replica } from '../crdt/replica.ts'
 import type { Statement, TransactionResult } from '../crdt/replica.ts'
 import type { Clock } from '../runtime/clock.ts'
 import { LAN_PROFILE, type SwimOptions } from '../membership/defaults.ts'
@@ -96,7 +97,7 @@ export class ReplicationCluster {
   private makeNode(ctx: HostContext, index: number, bootstrap: readonly string[]): ReplicationNode {
     const actorId = actorIdOf(index)
     const replica = Replica.open(join(this.config.dir, `node-${index}.db`), {
-      siteId: hexBytes(actorId),
+      actorId: hexBytes(actorId),
     })
     const sql = this.config.schemaFor?.(index) ?? this.config.schema
     replica.applySchema([{ path: 'schema.sql', sql }])
@@ -205,6 +206,6 @@ export class ReplicationCluster {
   actorOf(addr: string): string {
     const node = this.current.get(addr)
     assert.ok(node !== undefined)
-    return siteIdHex(node.replica.siteId)
+    return actorIdHex(node.replica.actorId)
   }
 }

@@ -7,6 +7,7 @@
  * than the queue's cap. At most `sessionsMax` sessions run at once, and two sessions never ask
  * for the same version.
  */
+import { actorIdHex } from '../runtime/actor-id.ts'
 import {
   SYNC_CLAIM_RANGE_VERSIONS_MAX,
   SYNC_EMPTY_REPLY_WAIT_MS,
@@ -14,7 +15,7 @@ import {
   SYNC_SOON_DIVISOR,
   SYNC_VERSIONS_PER_NEED,
 } from '../config/defaults.ts'
-import { siteIdHex, type Replica } from '../crdt/replica.ts'
+import { type Replica } from '../crdt/replica.ts'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
 import type { Peer } from '../broadcast/broadcaster.ts'
@@ -172,7 +173,7 @@ export class SyncClient {
       const state = await this.exchange(session, {
         type: 'sync-start',
         clusterId: this.deps.clusterId,
-        sender: this.deps.replica.siteId,
+        sender: this.deps.replica.actorId,
       })
       if (state.type !== 'sync-state') {
         this.counters.rejected++
@@ -193,7 +194,7 @@ export class SyncClient {
           reply = await this.exchange(session, {
             type: 'sync-needs',
             clusterId: this.deps.clusterId,
-            sender: this.deps.replica.siteId,
+            sender: this.deps.replica.actorId,
             session: state.session,
             // The queue may hold less than a full reply (its cap is below replyBytes).
             maxBytes: reservation.bytes,
@@ -222,7 +223,7 @@ export class SyncClient {
       void this.exchange(session, {
         type: 'sync-needs',
         clusterId: this.deps.clusterId,
-        sender: this.deps.replica.siteId,
+        sender: this.deps.replica.actorId,
         session: state.session,
         maxBytes: 0,
         needs: [],
@@ -266,23 +267,23 @@ export class SyncClient {
     const buffered = new Map<string, Set<number>>()
     for (const b of replica.bufferedVersions()) {
       if (!b.held) continue // a partial version is asked for again: its chunks may be lost
-      const hex = siteIdHex(b.siteId)
+      const hex = actorIdHex(b.actorId)
       let set = buffered.get(hex)
       if (set === undefined) buffered.set(hex, (set = new Set()))
       set.add(b.version)
     }
-    const states = new Map(replica.originStates().map((o) => [siteIdHex(o.siteId), o]))
+    const states = new Map(replica.originStates().map((o) => [actorIdHex(o.actorId), o]))
     const pending = queue.pendingVersions()
     const needs = computeNeeds(
       haves,
       {
-        self: replica.siteId,
+        self: replica.actorId,
         versions: (origin) => {
-          const o = states.get(siteIdHex(origin))
+          const o = states.get(actorIdHex(origin))
           return o === undefined ? { head: 0, gaps: [] } : o
         },
         skip: (origin) => {
-          const hex = siteIdHex(origin)
+          const hex = actorIdHex(origin)
           const out = new Set<number>(pending.get(hex))
           for (const v of buffered.get(hex) ?? []) out.add(v)
           for (const v of this.claimed.get(hex) ?? []) out.add(v)
@@ -299,7 +300,7 @@ export class SyncClient {
   private claim(needs: readonly Need[], mine: Map<string, Set<number>>): void {
     for (const n of needs) {
       if (n.end - n.start > SYNC_CLAIM_RANGE_VERSIONS_MAX) continue
-      const hex = siteIdHex(n.origin)
+      const hex = actorIdHex(n.origin)
       let all = this.claimed.get(hex)
       if (all === undefined) this.claimed.set(hex, (all = new Set()))
       let own = mine.get(hex)

@@ -85,7 +85,7 @@ export class SyncServer {
     return {
       type: 'sync-reject',
       clusterId: this.deps.clusterId,
-      sender: this.deps.replica.siteId,
+      sender: this.deps.replica.actorId,
       reason,
     }
   }
@@ -112,11 +112,11 @@ export class SyncServer {
       return {
         type: 'sync-state',
         clusterId: this.deps.clusterId,
-        sender: replica.siteId,
+        sender: replica.actorId,
         session,
         haves: replica
           .originStates()
-          .map((o) => ({ origin: o.siteId, head: o.head, gaps: o.gaps })),
+          .map((o) => ({ origin: o.actorId, head: o.head, gaps: o.gaps })),
       }
     }
     if (request.type !== 'sync-needs') return this.reject('malformed')
@@ -127,7 +127,7 @@ export class SyncServer {
       return {
         type: 'sync-chunks',
         clusterId: this.deps.clusterId,
-        sender: replica.siteId,
+        sender: replica.actorId,
         chunks: [],
         rest: [],
       }
@@ -138,7 +138,7 @@ export class SyncServer {
     return {
       type: 'sync-chunks',
       clusterId: this.deps.clusterId,
-      sender: replica.siteId,
+      sender: replica.actorId,
       chunks,
       rest,
     }

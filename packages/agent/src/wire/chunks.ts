@@ -2,9 +2,10 @@
  * Between the replica's changesets and the wire's chunks: cutting a version into chunks of
  * bounded size, and turning a received chunk back into a changeset for `Replica.apply`.
  */
+import { actorIdHex } from '../runtime/actor-id.ts'
 import { CHANGE_OVERHEAD_BYTES, CHUNK_OVERHEAD_BYTES } from '../config/defaults.ts'
 import type { Change, Changeset, FullChangeset } from '../crdt/changes.ts'
-import { siteIdHex } from '../crdt/replica.ts'
+
 import type { SqlValue } from '../crdt/values.ts'
 import type { Chunk } from './messages.ts'
 import { ChunkSizer } from './wire.ts'
@@ -44,7 +45,7 @@ export function chunkVersion(
 ): Chunk[] {
   const changes = fromSeq > 0 ? cs.changes.filter((c) => c.seq >= fromSeq) : cs.changes
   if (cs.changes.length === 0) {
-    return [{ kind: 'empty', origin: cs.siteId, versions: [cs.version, cs.version], ts }]
+    return [{ kind: 'empty', origin: cs.actorId, versions: [cs.version, cs.version], ts }]
   }
   const out: Chunk[] = []
   let start = fromSeq
@@ -53,7 +54,7 @@ export function chunkVersion(
   const close = (end: number): void => {
     out.push({
       kind: 'full',
-      origin: cs.siteId,
+      origin: cs.actorId,
       version: cs.version,
       seqs: [start, end],
       lastSeq: cs.lastSeq,
@@ -78,11 +79,11 @@ export function chunkVersion(
 /** The changeset a received chunk stands for. */
 export function chunkToChangeset(chunk: Chunk): Changeset {
   if (chunk.kind === 'empty') {
-    return { kind: 'empty', siteId: chunk.origin, versions: chunk.versions }
+    return { kind: 'empty', actorId: chunk.origin, versions: chunk.versions }
   }
   return {
     kind: 'full',
-    siteId: chunk.origin,
+    actorId: chunk.origin,
     version: chunk.version,
     changes: chunk.changes,
     lastSeq: chunk.lastSeq,
@@ -92,7 +93,7 @@ export function chunkToChangeset(chunk: Chunk): Changeset {
 
 /** Identity of a chunk for deduplication: origin, version(s), seq range. */
 export function chunkKey(chunk: Chunk): string {
-  const origin = siteIdHex(chunk.origin)
+  const origin = actorIdHex(chunk.origin)
   if (chunk.kind === 'empty') return `${origin}:${chunk.versions[0]}-${chunk.versions[1]}:e`
   return `${origin}:${chunk.version}:${chunk.seqs[0]}-${chunk.seqs[1]}`
 }

@@ -13,7 +13,7 @@ import type { VersionRange } from '../crdt/version-ranges.ts'
  * Part or all of one origin's version, or a range of versions that hold nothing any more.
  * `seqs` says which seqs of the version this chunk covers: every cell the sender still holds
  * with a seq in that range is in `changes`. A chunk with `seqs = [0, lastSeq]` is the whole
- * version. Every change of a chunk has `siteId = origin` and `dbVersion = version`.
+ * version. Every change of a chunk has `actorId = origin` and `dbVersion = version`.
  */
 export type Chunk =
   | {

@@ -33,7 +33,7 @@
  * uv       = unsigned LEB128 varint, minimal; at most 2^53 - 1 (at most 8 bytes)
  * ```
  *
- * A change inside a chunk carries neither `siteId` nor `dbVersion`: they are the chunk's `origin`
+ * A change inside a chunk carries neither `actorId` nor `dbVersion`: they are the chunk's `origin`
  * and `version`. The tags are SQLite's type codes (values.ts).
  *
  * The encoding is canonical: every message has exactly one encoding, and the decoder rejects any
@@ -42,7 +42,7 @@
  * which the tests check on mutated inputs.
  *
  * Encoding a message that breaks the types' invariants (a NaN, an id not 16 bytes long, a number
- * that is not a non-negative safe integer, a range with start > end, a change whose siteId or
+ * that is not a non-negative safe integer, a range with start > end, a change whose actorId or
  * dbVersion is not its chunk's) is a programmer error: `encodeMessage` throws an AssertionError
  * saying what is wrong. Decoding never throws: anything short, long, out of range, non-canonical
  * or not UTF-8 gives `{ ok: false, error }`. Every count and length is checked against the bytes
@@ -50,7 +50,7 @@
  *
  * Decoded byte arrays (`sender`, `origin`, `pk`, BLOB values) are fresh copies, never views of
  * the input: transports may hand out views of buffers they reuse. A chunk's changes share its
- * `origin` array as their `siteId`, and consecutive changes of one row share one `pk` array.
+ * `origin` array as their `actorId`, and consecutive changes of one row share one `pk` array.
  */
 import assert from 'node:assert/strict'
 import type { Change } from '../crdt/changes.ts'
@@ -67,7 +67,7 @@ import type { Chunk, Message, MessageType, Need, OriginHave, SyncRejectReason } 
 
 /** The first byte of every message. */
 export const WIRE_VERSION = 1
-/** Bytes of an actor id (sender, origin, siteId). */
+/** Bytes of an actor id (sender, origin, actorId). */
 export const ID_BYTES = 16
 /** version, clusterId, type and sender. */
 export const MESSAGE_HEADER_BYTES = 1 + 2 + 1 + ID_BYTES
@@ -496,9 +496,9 @@ function writeChange(
   c: Change,
   i: number,
 ): void {
-  if (!sameBytes(c.siteId, chunk.origin)) {
+  if (!sameBytes(c.actorId, chunk.origin)) {
     assert.fail(
-      `wire: siteId ${hex(c.siteId)} of ${describe(chunk, c, i)} is not the chunk's origin ${hex(chunk.origin)}`,
+      `wire: actorId ${hex(c.actorId)} of ${describe(chunk, c, i)} is not the chunk's origin ${hex(chunk.origin)}`,
     )
   }
   if (c.dbVersion !== chunk.version) {
@@ -861,7 +861,7 @@ function readChunk(r: Reader): Chunk {
     }
     if (seq > seqEnd) r.fail(`seq ${seq} above the chunk's seqs end ${seqEnd}`)
     const val = readValue(r, head & HEAD_TAG_MASK)
-    changes.push({ table, pk, cid, val, colVersion, dbVersion: version, siteId: origin, cl, seq })
+    changes.push({ table, pk, cid, val, colVersion, dbVersion: version, actorId: origin, cl, seq })
     prevPk = pk
     prevSeq = seq
   }

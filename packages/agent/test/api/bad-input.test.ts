@@ -541,7 +541,7 @@ describe('api - bad input', () => {
   }
 
   it('api - bad input leaves the API working', async () => {
-    const head = h.replica.headOf(h.replica.siteId)
+    const head = h.replica.headOf(h.replica.actorId)
     const body = await tx(h, ["INSERT INTO t (id, v) VALUES (3, 'three')"])
     assert.equal(body.version, head + 1)
     const res = await inject(h, {

@@ -182,7 +182,7 @@ export function state(h: ApiHarness): unknown {
     (db.prepare(sql).raw().all() as unknown[][]).map((row) => row.map(canon))
   return {
     rows: all('SELECT * FROM t ORDER BY id'),
-    head: h.replica.headOf(h.replica.siteId),
+    head: h.replica.headOf(h.replica.actorId),
     heads: all('SELECT * FROM __patina_heads ORDER BY site'),
     sites: all('SELECT * FROM __patina_sites ORDER BY ordinal'),
     clocks: all('SELECT count(*) FROM "t__patina_clock"'),

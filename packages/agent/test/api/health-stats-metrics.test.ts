@@ -10,9 +10,10 @@
  * missing (2 gaps) without touching any row. Bodies are compared exactly, as text where the
  * byte layout matters.
  */
+import { actorIdHex } from '../../src/runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { siteIdHex } from '../../src/crdt/replica.ts'
+
 import { inject, openApi, postJson, postText, tx, type ApiHarness } from './harness.ts'
 
 let h: ApiHarness
@@ -80,7 +81,7 @@ describe('api - members', () => {
     assert.match(String(res.headers['content-type']), /^application\/json/)
     assert.deepEqual(res.json(), [
       {
-        actor_id: siteIdHex(h.replica.siteId),
+        actor_id: actorIdHex(h.replica.actorId),
         addr: h.gossipAddr,
         state: 'alive',
         incarnation: 0,
@@ -176,7 +177,7 @@ describe('api - metrics', () => {
 describe('api - health with gaps', () => {
   it('api - missing versions of another origin count as gaps and trip the threshold', async () => {
     const other = new Uint8Array(16).fill(7)
-    h.replica.apply([{ kind: 'empty', siteId: other, versions: [3, 3] }])
+    h.replica.apply([{ kind: 'empty', actorId: other, versions: [3, 3] }])
     const res = await get('/v1/health')
     assert.equal(res.statusCode, 200)
     assert.deepEqual(res.json(), {

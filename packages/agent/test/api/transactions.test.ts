@@ -10,9 +10,10 @@
  * INTEGER, number for REAL, Buffer for BLOB). Versions are checked relative to the head read
  * before the test, so tests do not depend on each other's writes.
  */
+import { actorIdHex } from '../../src/runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { siteIdHex } from '../../src/crdt/replica.ts'
+
 import { openApi, postJson, postText, state, tx, type ApiHarness } from './harness.ts'
 
 let h: ApiHarness
@@ -23,7 +24,7 @@ after(async () => {
   await h.close()
 })
 
-const head = (): number => h.replica.headOf(h.replica.siteId)
+const head = (): number => h.replica.headOf(h.replica.actorId)
 
 function row(id: number): Record<string, unknown> | undefined {
   return h.replica.query(
@@ -52,7 +53,7 @@ describe('api - transactions', () => {
     const body = res.json<Record<string, unknown>>()
     assert.deepEqual(Object.keys(body), ['results', 'time', 'version', 'actor_id'])
     assert.equal(body.version, start + 1)
-    assert.equal(body.actor_id, siteIdHex(h.replica.siteId))
+    assert.equal(body.actor_id, actorIdHex(h.replica.actorId))
     assert.match(body.actor_id, /^[0-9a-f]{32}$/)
     assert.equal(typeof body.time, 'number')
     assert.ok((body.time as number) >= 0)

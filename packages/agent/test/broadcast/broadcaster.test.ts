@@ -131,7 +131,7 @@ function chunk(version: number, cells: number): Chunk {
       val: 'x'.repeat(10),
       colVersion: 1,
       dbVersion: version,
-      siteId: origin,
+      actorId: origin,
       cl: 1,
       seq: i,
     })),

@@ -7,7 +7,7 @@
  * re-inserts, primary-key changes, concurrent writes to the same cells, typed values), the
  * delivery of a random in-flight changeset (sometimes kept in flight to be delivered again),
  * or the drop of one. Then anti-entropy delivers what each replica lacks, and every snapshot
- * (rows with typed values, clocks keyed by table and key with site ids) must be equal.
+ * (rows with typed values, clocks keyed by table and key with actor ids) must be equal.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -15,7 +15,7 @@ import fc from 'fast-check'
 import type { FullChangeset } from '../../src/crdt/changes.ts'
 import { Replica, type Statement } from '../../src/crdt/replica.ts'
 import type { SqlValue } from '../../src/crdt/values.ts'
-import { antiEntropy, assertVersionIndexExact, siteId, snapshot } from './helpers.ts'
+import { antiEntropy, assertVersionIndexExact, actorId, snapshot } from './helpers.ts'
 
 const LONG = process.env.PATINA_LONG === '1'
 export const NUM_RUNS = LONG ? 10_000 : 1_000
@@ -107,7 +107,7 @@ export const stepArb: fc.Arbitrary<Step> = fc.oneof(
 export function openMemoryReplicas(n: number, firstSiteByte = 0x10): Replica[] {
   const replicas: Replica[] = []
   for (let i = 0; i < n; i++) {
-    const r = Replica.open(':memory:', { siteId: siteId(firstSiteByte + i) })
+    const r = Replica.open(':memory:', { actorId: actorId(firstSiteByte + i) })
     r.applySchema([{ path: 'schema.sql', sql: SCHEMA }])
     replicas.push(r)
   }
@@ -129,7 +129,7 @@ export function runSteps(replicas: Replica[], steps: readonly Step[]): void {
         // rolls back and consumes no version, which is part of what is being tested.
       }
       if (version === null) continue
-      const cs = r.changesFor(r.siteId, version)
+      const cs = r.changesFor(r.actorId, version)
       assert.ok(cs !== null, 'a replica serves its own new version')
       replicas.forEach((_, to) => {
         if (to !== from) inFlight.push({ to, cs })
@@ -180,8 +180,8 @@ describe('crdt - convergence', () => {
           runSteps(sources, writes)
           const all: FullChangeset[] = []
           for (const src of sources) {
-            for (let v = 1; v <= src.headOf(src.siteId); v++) {
-              const cs = src.changesFor(src.siteId, v)
+            for (let v = 1; v <= src.headOf(src.actorId); v++) {
+              const cs = src.changesFor(src.actorId, v)
               if (cs !== null) all.push(cs)
             }
           }

@@ -14,12 +14,13 @@
  * non-key column per row with seqs dense from 0; no gaps; clock and version index sizes agree;
  * integrity_check passes; the next write gets version head + 1. Three rounds in one test.
  */
+import { actorIdHex } from '../../src/runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { Replica, siteIdHex } from '../../src/crdt/replica.ts'
+import { Replica } from '../../src/crdt/replica.ts'
 import { tempReplicas } from './helpers.ts'
 
 const ROWS = 50_000
@@ -31,7 +32,7 @@ const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 const ROUND_TIMEOUT_MS = 15_000
 
 interface ChildRun {
-  readonly siteIdHex: string
+  readonly actorIdHex: string
   /** Transactions the child reported committed before it died. */
   readonly committed: number
   /** The child's own view, per reported commit: [transaction number, version]. */
@@ -106,7 +107,7 @@ function runAndKill(path: string, fraction: number): Promise<ChildRun> {
         (m) => [Number(m[1]), Number(m[2])] as const,
       )
       resolve({
-        siteIdHex: ready?.[1] ?? '',
+        actorIdHex: ready?.[1] ?? '',
         committed: reported.length,
         reported,
         pid: child.pid ?? -1,
@@ -119,13 +120,13 @@ function runAndKill(path: string, fraction: number): Promise<ChildRun> {
 function checkAfterCrash(path: string, run: ChildRun): number {
   const replica = Replica.open(path)
   try {
-    assert.equal(siteIdHex(replica.siteId), run.siteIdHex, 'the same database')
+    assert.equal(actorIdHex(replica.actorId), run.actorIdHex, 'the same database')
     // The child's own view: transaction n got version n.
     assert.deepStrictEqual(
       run.reported,
       run.reported.map((_, i) => [i + 1, i + 1]),
     )
-    const head = replica.headOf(replica.siteId)
+    const head = replica.headOf(replica.actorId)
     assert.ok(run.committed >= 2, `at least two transactions committed:\n${run.output}`)
     assert.ok(
       head === run.committed || head === run.committed + 1,
@@ -140,10 +141,10 @@ function checkAfterCrash(path: string, run: ChildRun): number {
     assert.equal(count('SELECT count(*) AS n FROM "t__patina_vidx" WHERE __refs <> 2'), 0)
     assert.equal(count('SELECT max(__dbv) AS n FROM "t__patina_vidx"'), head)
 
-    assert.deepStrictEqual(replica.originStates(), [{ siteId: replica.siteId, head, gaps: [] }])
+    assert.deepStrictEqual(replica.originStates(), [{ actorId: replica.actorId, head, gaps: [] }])
     for (let v = 1; v <= head; v++) {
-      assert.equal(replica.holds(replica.siteId, v), true)
-      const cs = replica.changesFor(replica.siteId, v)
+      assert.equal(replica.holds(replica.actorId, v), true)
+      const cs = replica.changesFor(replica.actorId, v)
       assert.ok(cs !== null, `version ${v} is held`)
       assert.equal(cs.changes.length, ROWS * CELLS_PER_ROW, `cells of version ${v}`)
       assert.equal(cs.lastSeq, ROWS * CELLS_PER_ROW - 1)
@@ -155,8 +156,8 @@ function checkAfterCrash(path: string, run: ChildRun): number {
       const cids = new Set(cs.changes.map((c) => c.cid))
       assert.deepStrictEqual([...cids].sort(), ['v', 'w'])
     }
-    assert.equal(replica.holds(replica.siteId, head + 1), false)
-    assert.equal(replica.changesFor(replica.siteId, head + 1), null)
+    assert.equal(replica.holds(replica.actorId, head + 1), false)
+    assert.equal(replica.changesFor(replica.actorId, head + 1), null)
     assert.deepStrictEqual(replica.db.pragma('integrity_check', { simple: true }), 'ok')
 
     // The next local write continues from the recorded head.

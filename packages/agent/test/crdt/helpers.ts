@@ -2,11 +2,12 @@
  * Shared helpers for engine tests: replicas in temporary directories, a canonical snapshot of
  * rows and clocks for convergence checks, and anti-entropy to quiescence.
  */
+import { actorIdHex } from '../../src/runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Replica, siteIdHex } from '../../src/crdt/replica.ts'
+import { Replica } from '../../src/crdt/replica.ts'
 import { missingChangesets } from '../../src/crdt/pull.ts'
 import { clockTable, q } from '../../src/crdt/names.ts'
 
@@ -17,7 +18,7 @@ export interface TempReplicas {
 }
 
 /** Site ids with a recognisable first byte, so tie-break order is under the test's control. */
-export function siteId(byte: number): Uint8Array {
+export function actorId(byte: number): Uint8Array {
   const id = new Uint8Array(16)
   id[0] = byte
   id[15] = 1
@@ -32,7 +33,7 @@ export function tempReplicas(prefix = 'patina-test-'): TempReplicas {
     open(name, siteByte) {
       const r = Replica.open(
         join(dir, `${name}.db`),
-        siteByte === undefined ? {} : { siteId: siteId(siteByte) },
+        siteByte === undefined ? {} : { actorId: actorId(siteByte) },
       )
       opened.push(r)
       return r
@@ -60,7 +61,7 @@ function canon(v: unknown): unknown {
 /**
  * Everything that must be identical across converged replicas: every row of every replicated
  * table with typed values, and every clock keyed by (table, pk), with site ordinals replaced by
- * site ids (ordinals are local).
+ * actor ids (ordinals are local).
  */
 export function snapshot(r: Replica): unknown {
   const sites = new Map<bigint, string>()
@@ -68,7 +69,7 @@ export function snapshot(r: Replica): unknown {
     bigint,
     Buffer,
   ][]) {
-    sites.set(row[0], siteIdHex(row[1]))
+    sites.set(row[0], actorIdHex(row[1]))
   }
   const out: Record<string, unknown> = {}
   for (const name of r.tableNames().sort()) {

@@ -10,15 +10,15 @@ import { isDeepStrictEqual } from 'node:util'
 import type { Change, FullChangeset } from '../../src/crdt/changes.ts'
 import { packPk } from '../../src/crdt/pk-codec.ts'
 import { Replica, type ReplicaOptions } from '../../src/crdt/replica.ts'
-import { antiEntropy, applySchemaSql, siteId, snapshot, tempReplicas } from './helpers.ts'
+import { antiEntropy, applySchemaSql, actorId, snapshot, tempReplicas } from './helpers.ts'
 
 const SCHEMA = `
 CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, a TEXT, b INTEGER NOT NULL DEFAULT 7, c);
 CREATE TABLE k (id TEXT NOT NULL PRIMARY KEY);
 `
 
-function open(byte: number, options: Omit<ReplicaOptions, 'siteId'> = {}): Replica {
-  const r = Replica.open(':memory:', { ...options, siteId: siteId(byte) })
+function open(byte: number, options: Omit<ReplicaOptions, 'actorId'> = {}): Replica {
+  const r = Replica.open(':memory:', { ...options, actorId: actorId(byte) })
   applySchemaSql(r, SCHEMA)
   return r
 }
@@ -26,7 +26,7 @@ function open(byte: number, options: Omit<ReplicaOptions, 'siteId'> = {}): Repli
 function write(r: Replica, sql: string, ...params: unknown[]): FullChangeset {
   const { version } = r.transaction([{ sql, params: params as never }])
   assert.ok(version !== null, `"${sql}" changed something`)
-  const cs = r.changesFor(r.siteId, version)
+  const cs = r.changesFor(r.actorId, version)
   assert.ok(cs !== null)
   return cs
 }
@@ -157,7 +157,7 @@ describe('crdt - tie-breaks', () => {
     })
   }
 
-  it('crdt - equal values: the larger site id ends in the clock on every replica', () => {
+  it('crdt - equal values: the larger actor id ends in the clock on every replica', () => {
     const a = open(1)
     const b = open(9)
     b.apply([write(a, 'INSERT INTO t (id) VALUES (1)')])
@@ -241,7 +241,7 @@ describe('crdt - versions', () => {
     )
     assert.deepStrictEqual(rows(a, 'SELECT id FROM t'), [{ id: 1n }])
     assert.equal(a.transaction([{ sql: "UPDATE t SET a = 'z' WHERE id = 1" }]).version, 2)
-    assert.equal(a.headOf(a.siteId), 2)
+    assert.equal(a.headOf(a.actorId), 2)
   })
 
   it('crdt - one transaction is one version whose seqs are 0..last', () => {
@@ -251,7 +251,7 @@ describe('crdt - versions', () => {
       { sql: "INSERT INTO t (id, a) VALUES (2, 'y')" },
       { sql: "INSERT INTO k (id) VALUES ('p')" },
     ])
-    const cs = a.changesFor(a.siteId, version ?? 0)
+    const cs = a.changesFor(a.actorId, version ?? 0)
     assert.ok(cs !== null)
     assert.deepStrictEqual(
       cs.changes.map((c) => c.seq),
@@ -278,7 +278,7 @@ describe('crdt - versions', () => {
       else {
         assert.ok(gapSeen)
         assert.ok(converged)
-        assert.equal(b.holds(a.siteId, 2), true)
+        assert.equal(b.holds(a.actorId, 2), true)
       }
     })
   }
@@ -289,10 +289,10 @@ describe('crdt - versions', () => {
     write(a, "INSERT INTO t (id, a) VALUES (1, 'x')")
     write(a, "UPDATE t SET a = 'y' WHERE id = 1")
     write(a, "INSERT OR REPLACE INTO t (id, a) VALUES (1, 'z')")
-    const first = a.changesFor(a.siteId, 1)
+    const first = a.changesFor(a.actorId, 1)
     assert.deepStrictEqual(first?.changes, [])
     antiEntropy([a, b])
-    assert.equal(b.holds(a.siteId, 1), true)
+    assert.equal(b.holds(a.actorId, 1), true)
     assert.deepStrictEqual(snapshot(a), snapshot(b))
   })
 })

@@ -34,9 +34,9 @@ describe('crdt - schema evolution', () => {
         params: [BigInt(ROWS)],
       },
     ])
-    const head = a.headOf(a.siteId)
+    const head = a.headOf(a.actorId)
     const clockBefore = a.query('SELECT count(*) AS n, sum(__v_app) AS v FROM "vms__patina_clock"')
-    const changesBefore = a.changesFor(a.siteId, head)?.changes.length
+    const changesBefore = a.changesFor(a.actorId, head)?.changes.length
     const dataVersion = a.db.pragma('data_version', { simple: true })
 
     const plan = a.applySchema([{ path: 'schema.sql', sql: V2 }])
@@ -44,7 +44,7 @@ describe('crdt - schema evolution', () => {
       plan.newColumns.map((c) => c.column.name),
       ['region', 'weight'],
     )
-    assert.equal(a.headOf(a.siteId), head, 'no version consumed')
+    assert.equal(a.headOf(a.actorId), head, 'no version consumed')
     assert.deepStrictEqual(
       a.query('SELECT count(*) AS n, sum(__v_app) AS v FROM "vms__patina_clock"'),
       clockBefore,
@@ -56,7 +56,7 @@ describe('crdt - schema evolution', () => {
       [{ n: 0n }],
       'no clock written for the new columns',
     )
-    assert.equal(a.changesFor(a.siteId, head)?.changes.length, changesBefore)
+    assert.equal(a.changesFor(a.actorId, head)?.changes.length, changesBefore)
     assert.equal(a.db.pragma('data_version', { simple: true }), dataVersion)
     assert.deepStrictEqual(a.query('SELECT region, weight FROM vms WHERE id = 7'), [
       { region: null, weight: 1n },
@@ -75,7 +75,7 @@ describe('crdt - schema evolution', () => {
       { sql: "UPDATE vms SET region = 'ams', weight = 5 WHERE id = 1" },
     ])
     assert.equal(version, 1)
-    const cs = b.changesFor(b.siteId, 1)
+    const cs = b.changesFor(b.actorId, 1)
     assert.ok(cs !== null)
     assert.deepStrictEqual(
       cs.changes.map((c) => c.cid),
@@ -84,17 +84,17 @@ describe('crdt - schema evolution', () => {
     const [held] = a.apply([cs])
     assert.equal(held?.status, 'held')
     assert.match(held.reason ?? '', /unknown column "region" of table "vms"/)
-    assert.equal(a.holds(b.siteId, 1), false, 'a held change is not booked')
-    assert.equal(a.covers(b.siteId, 1), true, 'but it is not asked for again either')
+    assert.equal(a.holds(b.actorId, 1), false, 'a held change is not booked')
+    assert.equal(a.covers(b.actorId, 1), true, 'but it is not asked for again either')
     // Other changes keep flowing while it is held.
     const c = tmp.open('c2', 3)
     applySchemaSql(c, V1)
     const other = c.transaction([{ sql: "INSERT INTO vms (id, app) VALUES (2, 'db')" }])
-    const fromC = c.changesFor(c.siteId, other.version as number)
+    const fromC = c.changesFor(c.actorId, other.version as number)
     assert.ok(fromC !== null)
     assert.equal(a.apply([fromC])[0]?.status, 'applied')
     applySchemaSql(a, V2)
-    assert.equal(a.holds(b.siteId, 1), true, 'the held change was applied by the schema change')
+    assert.equal(a.holds(b.actorId, 1), true, 'the held change was applied by the schema change')
     assert.deepStrictEqual(a.bufferedVersions(), [])
     applySchemaSql(c, V2)
     antiEntropy([a, b, c])
@@ -137,6 +137,6 @@ describe('crdt - schema evolution', () => {
     applySchemaSql(a, `${V2}\nCREATE TABLE hosts (id TEXT NOT NULL PRIMARY KEY, up INTEGER);`)
     assert.deepStrictEqual(a.tableNames().sort(), ['hosts', 'vms'])
     const { version } = a.transaction([{ sql: "INSERT INTO hosts (id, up) VALUES ('h1', 1)" }])
-    assert.equal(a.changesFor(a.siteId, version ?? 0)?.changes.length, 1)
+    assert.equal(a.changesFor(a.actorId, version ?? 0)?.changes.length, 1)
   })
 })

@@ -11,12 +11,12 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ReplicaError } from '../../src/crdt/errors.ts'
 import { Replica } from '../../src/crdt/replica.ts'
-import { applySchemaSql, siteId, snapshot } from './helpers.ts'
+import { applySchemaSql, actorId, snapshot } from './helpers.ts'
 
 const SCHEMA = 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT);'
 
 function replica(): Replica {
-  const r = Replica.open(':memory:', { siteId: siteId(1) })
+  const r = Replica.open(':memory:', { actorId: actorId(1) })
   applySchemaSql(r, SCHEMA)
   r.transaction([{ sql: "INSERT INTO t (id, v) VALUES (1, 'a')" }])
   return r

@@ -1,7 +1,7 @@
 /**
  * Goal: the only way to write a replicated table is Patina's write path, while anyone may read
  * the file; typed values survive the write path and replication exactly; a database keeps its
- * site id for life.
+ * actor id for life.
  *
  * Method: file-backed replicas (tempReplicas). A second, plain better-sqlite3 connection on the
  * same file (no Patina functions registered) tries INSERT, UPDATE and DELETE, which must fail
@@ -10,7 +10,7 @@
  * separate OS process (`node -e` with better-sqlite3, standing in for the sqlite3 CLI) does the
  * same. Edge values (64-bit integer limits, 2^53 + 1, REAL 1.0 in an untyped column, astral
  * text, blobs, NULL) go through transaction() and query(), then changesFor/apply to a second
- * replica, checked with typeof on both sides. The site id is checked across reopens.
+ * replica, checked with typeof on both sides. The actor id is checked across reopens.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -21,7 +21,7 @@ import Database from 'better-sqlite3'
 import { ReplicaError } from '../../src/crdt/errors.ts'
 import { Replica, type Statement } from '../../src/crdt/replica.ts'
 import type { SqlValue } from '../../src/crdt/values.ts'
-import { applySchemaSql, siteId, snapshot, tempReplicas } from './helpers.ts'
+import { applySchemaSql, actorId, snapshot, tempReplicas } from './helpers.ts'
 
 const SCHEMA = `
 CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, n INTEGER NOT NULL DEFAULT 0);
@@ -106,7 +106,7 @@ describe('write-path - writes outside Patina', () => {
       other.close()
     }
     assert.deepStrictEqual(state(replica), before)
-    assert.equal(replica.headOf(replica.siteId), 1)
+    assert.equal(replica.headOf(replica.actorId), 1)
     // The replica still writes normally afterwards, with the next version.
     assert.equal(replica.transaction([{ sql: "UPDATE t SET v = 'uno' WHERE id = 1" }]).version, 2)
   })
@@ -142,7 +142,7 @@ describe('write-path - transaction()', () => {
   function observed(r: Replica): unknown {
     return {
       rows: r.query('SELECT id, v FROM t ORDER BY id'),
-      head: r.headOf(r.siteId),
+      head: r.headOf(r.actorId),
       persistedHead: r.query('SELECT head FROM __patina_heads WHERE site = 0')[0]?.head ?? 0n,
       inTransaction: r.db.inTransaction,
     }
@@ -205,7 +205,7 @@ describe('write-path - transaction()', () => {
     }
     if (version !== undefined) assert.equal(version, null, 'it changed nothing')
     assert.deepStrictEqual(observed(replica), before)
-    assert.equal(replica.changesFor(replica.siteId, 2), null)
+    assert.equal(replica.changesFor(replica.actorId, 2), null)
   })
 
   it('write-path - a savepoint rolled back in the middle of transaction() leaves seqs dense (or is refused)', () => {
@@ -231,7 +231,7 @@ describe('write-path - transaction()', () => {
       { id: 10n },
       { id: 12n },
     ])
-    const cs = replica.changesFor(replica.siteId, 2)
+    const cs = replica.changesFor(replica.actorId, 2)
     assert.ok(cs !== null)
     // Two rows of two non-key columns: seqs 0..3, as for any fresh version.
     assert.deepStrictEqual(
@@ -416,7 +416,7 @@ describe('write-path - typed values', () => {
         params: [BigInt(i + 1), c.value],
       })),
     )
-    const cs = a.changesFor(a.siteId, 1)
+    const cs = a.changesFor(a.actorId, 1)
     assert.ok(cs !== null)
     assert.deepStrictEqual(
       cs.changes.map((ch) => typed(ch.val)),
@@ -437,7 +437,7 @@ describe('write-path - typed values', () => {
     const v3 = a.transaction([{ sql: 'UPDATE vals SET v = ? WHERE id = 1', params: [1.0] }])
     assert.equal(v3.version, null, 'the same REAL again changes nothing')
     for (const version of [v1.version, v2.version]) {
-      const cs = a.changesFor(a.siteId, version ?? 0)
+      const cs = a.changesFor(a.actorId, version ?? 0)
       assert.ok(cs !== null)
       b.apply([cs])
     }
@@ -466,7 +466,7 @@ describe('write-path - typed values', () => {
         params: [k, `n${i}`],
       })),
     )
-    const cs = a.changesFor(a.siteId, 1)
+    const cs = a.changesFor(a.actorId, 1)
     assert.ok(cs !== null)
     b.apply([cs])
     const read = (r: Replica): unknown[] =>
@@ -479,17 +479,17 @@ describe('write-path - typed values', () => {
   })
 })
 
-describe('write-path - site id', () => {
-  it('write-path - the site id is created on first open and kept across reopens', () => {
+describe('write-path - actor id', () => {
+  it('write-path - the actor id is created on first open and kept across reopens', () => {
     const { replica, path } = fresh()
-    const first = Buffer.from(replica.siteId)
+    const first = Buffer.from(replica.actorId)
     assert.equal(first.length, 16)
-    assert.ok(!first.equals(Buffer.alloc(16)), 'a random site id is not all zeros')
+    assert.ok(!first.equals(Buffer.alloc(16)), 'a random actor id is not all zeros')
     replica.close()
     for (let i = 0; i < 2; i++) {
       const again = Replica.open(path)
       try {
-        assert.ok(Buffer.from(again.siteId).equals(first), 'same 16 bytes after reopen')
+        assert.ok(Buffer.from(again.actorId).equals(first), 'same 16 bytes after reopen')
         assert.deepStrictEqual(
           again.query('SELECT ordinal, site_id FROM __patina_sites WHERE ordinal = 0'),
           [{ ordinal: 0n, site_id: first }],
@@ -500,19 +500,19 @@ describe('write-path - site id', () => {
     }
     // Two new databases get different ids.
     const other = fresh()
-    assert.ok(!Buffer.from(other.replica.siteId).equals(first))
+    assert.ok(!Buffer.from(other.replica.actorId).equals(first))
   })
 
-  it('write-path - a siteId option is used for a new database and ignored for an existing one', () => {
+  it('write-path - a actorId option is used for a new database and ignored for an existing one', () => {
     const { replica, path } = fresh(7)
-    assert.deepStrictEqual(Buffer.from(replica.siteId), Buffer.from(siteId(7)))
+    assert.deepStrictEqual(Buffer.from(replica.actorId), Buffer.from(actorId(7)))
     seed(replica)
     replica.close()
-    const reopened = Replica.open(path, { siteId: siteId(9) })
+    const reopened = Replica.open(path, { actorId: actorId(9) })
     try {
-      assert.deepStrictEqual(Buffer.from(reopened.siteId), Buffer.from(siteId(7)))
-      assert.equal(reopened.headOf(siteId(7)), 1, 'the versions are still its own')
-      assert.equal(reopened.headOf(siteId(9)), 0)
+      assert.deepStrictEqual(Buffer.from(reopened.actorId), Buffer.from(actorId(7)))
+      assert.equal(reopened.headOf(actorId(7)), 1, 'the versions are still its own')
+      assert.equal(reopened.headOf(actorId(9)), 0)
       assert.deepStrictEqual(
         reopened.query('SELECT count(*) AS n FROM __patina_sites'),
         [{ n: 1n }],
@@ -520,9 +520,9 @@ describe('write-path - site id', () => {
       )
       const { version } = reopened.transaction([{ sql: "UPDATE t SET v = 'x' WHERE id = 1" }])
       assert.equal(version, 2)
-      const cs = reopened.changesFor(siteId(7), 2)
+      const cs = reopened.changesFor(actorId(7), 2)
       assert.ok(cs !== null)
-      assert.ok(cs.changes.every((c) => Buffer.from(c.siteId).equals(Buffer.from(siteId(7)))))
+      assert.ok(cs.changes.every((c) => Buffer.from(c.actorId).equals(Buffer.from(actorId(7)))))
     } finally {
       reopened.close()
     }

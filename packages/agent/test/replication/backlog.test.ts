@@ -139,8 +139,8 @@ describe('replication - backlog', () => {
         const origins = [a, b].map((addr) => {
           const n = nodeAt(cluster, addr)
           const pending = new Set<number>()
-          for (let v = 1; v <= n.replica.headOf(n.replica.siteId); v++) pending.add(v)
-          return { siteId: n.replica.siteId, pending, rank: new Map<number, number>() }
+          for (let v = 1; v <= n.replica.headOf(n.replica.actorId); v++) pending.add(v)
+          return { actorId: n.replica.actorId, pending, rank: new Map<number, number>() }
         })
         let commits = 0
         nodeC.replica.onCommit((e) => {
@@ -150,7 +150,7 @@ describe('replication - backlog', () => {
           commits++
           for (const origin of origins) {
             for (const v of origin.pending) {
-              if (!nodeC.replica.holds(origin.siteId, v)) continue
+              if (!nodeC.replica.holds(origin.actorId, v)) continue
               origin.pending.delete(v)
               origin.rank.set(v, commits)
             }

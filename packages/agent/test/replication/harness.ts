@@ -2,10 +2,11 @@
  * Helpers for replication tests on the simulator: a cluster in a temporary directory that
  * cleans up after itself, row counts, and what a node has buffered in a comparable shape.
  */
+import { actorIdHex } from '../../src/runtime/actor-id.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { siteIdHex, type Replica } from '../../src/crdt/replica.ts'
+import { type Replica } from '../../src/crdt/replica.ts'
 import assert from 'node:assert/strict'
 import {
   ReplicationCluster,
@@ -65,7 +66,7 @@ export function buffered(replica: Replica): Buffered[] {
   return replica
     .bufferedVersions()
     .map((b) => ({
-      origin: siteIdHex(b.siteId),
+      origin: actorIdHex(b.actorId),
       version: b.version,
       held: b.held,
       reason: b.reason,
@@ -78,7 +79,7 @@ export function buffered(replica: Replica): Buffered[] {
 export function books(replica: Replica): string {
   return replica
     .originStates()
-    .map((o) => `${siteIdHex(o.siteId)}:${o.head}:${JSON.stringify(o.gaps)}`)
+    .map((o) => `${actorIdHex(o.actorId)}:${o.head}:${JSON.stringify(o.gaps)}`)
     .sort()
     .join(' ')
 }

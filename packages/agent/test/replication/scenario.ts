@@ -2,12 +2,13 @@
  * The replication simulation scenario: a cluster of real replicas on a faulty simulated network,
  * random writes everywhere, faults, then quiescence, checking caps at every step.
  */
+import { actorIdHex } from '../../src/runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { siteIdHex } from '../../src/crdt/replica.ts'
+
 import type { LinkProfile } from '../../src/sim/network.ts'
 import { ReplicationCluster } from '../../src/sim/replication-cluster.ts'
 import { Sim } from '../../src/sim/sim.ts'
@@ -52,7 +53,7 @@ function booksAgree(cluster: ReplicationCluster): boolean {
     if (s.apply.queued > 0 || s.bufferedCells > 0) return 'busy'
     return n.replica
       .originStates()
-      .map((o) => `${siteIdHex(o.siteId)}:${o.head}:${o.gaps.length}`)
+      .map((o) => `${actorIdHex(o.actorId)}:${o.head}:${o.gaps.length}`)
       .sort()
       .join(',')
   }

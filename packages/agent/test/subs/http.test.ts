@@ -212,7 +212,7 @@ describe('subs - HTTP routes', () => {
         { sql: "INSERT INTO u (k, j, w) VALUES ('r', 3, 'remote')" },
       ]).version
       assert.ok(v !== null)
-      const cs = other.changesFor(other.siteId, v)
+      const cs = other.changesFor(other.actorId, v)
       assert.ok(cs !== null)
       h.replica.apply([cs])
     } finally {

@@ -94,7 +94,7 @@ describe('subs - poison', () => {
           { sql: 'INSERT INTO t (id, v) VALUES (?, ?)', params: [bad, '{oops'] },
         ]).version
         assert.ok(v !== null)
-        const cs = other.changesFor(other.siteId, v)
+        const cs = other.changesFor(other.actorId, v)
         assert.ok(cs !== null)
         h.replica.apply([cs])
       }

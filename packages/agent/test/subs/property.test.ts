@@ -170,10 +170,10 @@ function propertySuite(
     })
 
     const deliver = (from: Replica, to: Replica, key: 'A' | 'B'): void => {
-      const head = from.headOf(from.siteId)
+      const head = from.headOf(from.actorId)
       const changesets: FullChangeset[] = []
       for (let v = delivered[key] + 1; v <= head; v++) {
-        const cs = from.changesFor(from.siteId, v)
+        const cs = from.changesFor(from.actorId, v)
         if (cs !== null) changesets.push(cs)
       }
       delivered[key] = head

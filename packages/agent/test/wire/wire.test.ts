@@ -127,7 +127,7 @@ function changesArb(
       val,
       colVersion,
       dbVersion: version,
-      siteId: origin.slice(),
+      actorId: origin.slice(),
       cl,
       seq,
     }))
@@ -223,7 +223,7 @@ function change(over: Partial<Change> = {}): Change {
     val: 'web-1',
     colVersion: 1,
     dbVersion: 5,
-    siteId: ORIGIN,
+    actorId: ORIGIN,
     cl: 1,
     seq: 0,
     ...over,
@@ -340,14 +340,14 @@ describe('wire - round trip', () => {
     assert.deepStrictEqual(result.message, m)
   })
 
-  it('fills siteId and dbVersion of every change from the chunk', () => {
+  it('fills actorId and dbVersion of every change from the chunk', () => {
     const bytes = encodeMessage(changeMessage([change(), change({ cid: 'region', seq: 1 })]))
     const result = decodeMessage(bytes)
     assert.ok(result.ok && result.message.type === 'change')
     const chunk = result.message.chunk
     assert.ok(chunk.kind === 'full')
     for (const c of chunk.changes) {
-      assert.deepEqual(c.siteId, ORIGIN)
+      assert.deepEqual(c.actorId, ORIGIN)
       assert.equal(c.dbVersion, 5)
     }
   })
@@ -645,7 +645,7 @@ describe('wire - size', () => {
     const chunk = machinesChunk(250)
     assert.equal(chunk.changes.length, 1000)
     const bytes = encodeMessage({ type: 'change', clusterId: 1, sender: SENDER, chunk })
-    // Naive: every change spells out table, cid, pk, siteId and four 8-byte numbers.
+    // Naive: every change spells out table, cid, pk, actorId and four 8-byte numbers.
     let naive = 0
     // Bound: per change a head byte, two dictionary references, colVersion, cl and seq (one
     // byte each while small), the value with a 1-byte length or tag payload; each pk once per
@@ -769,7 +769,7 @@ describe('wire - encoder refuses invalid messages', () => {
   })
 
   it('refuses chunks whose changes are not of their origin, version and seqs', () => {
-    refuses(changeMessage([change({ siteId: SENDER })]), /siteId .* is not the chunk's origin/)
+    refuses(changeMessage([change({ actorId: SENDER })]), /actorId .* is not the chunk's origin/)
     refuses(changeMessage([change({ dbVersion: 6 })]), /dbVersion 6 .* not the chunk's version/)
     refuses(changeMessage([change({ seq: 101 })]), /outside the chunk's seqs/)
     refuses(changeMessage([], { seqs: [5, 4] }), /start > end/)
