@@ -54,8 +54,6 @@ export const BUSY_TIMEOUT_MS = 5_000
 
 // ------------------------------------------------------------------------------------ crdt
 
-/** Changesets per in-process pull, so a replica far behind catches up in bounded steps. */
-export const PULL_CHANGESETS_MAX = 10_000
 /** Prepared statements kept for user SQL; beyond it the least recently used is dropped. */
 export const STATEMENT_CACHE_MAX = 256
 /** Statement-guard verdicts cached per SQL text, per schema version; when full, all are dropped. */
@@ -280,7 +278,7 @@ export const SYNC_TIMEOUT_MS = 5_000
 export const LAG_SAMPLES_MAX = 1024
 /**
  * `[perf] buffered_cells_max`: cells stored for versions not complete yet (chunks missing) or
- * held for a schema change; chunks over it are not stored and are fetched again later.
+ * parked until a schema change; chunks over it are not stored and are fetched again later.
  */
 export const BUFFER_CELLS_MAX = 1_000_000
 

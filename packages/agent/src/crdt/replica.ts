@@ -64,7 +64,7 @@ export interface ReplicaOptions {
    * For tests only: switch off a core mechanism (causal length, tie-breaks, gap bookkeeping)
    * to prove that the test suite notices its loss.
    */
-  /** Cap on cells buffered for incomplete or held versions; default BUFFER_CELLS_MAX. */
+  /** Cap on cells buffered for incomplete or parked versions; default BUFFER_CELLS_MAX. */
   readonly bufferCellsMax?: number
   readonly disable?: {
     readonly causalLength?: boolean
@@ -126,12 +126,12 @@ export type CommitListener = (event: CommitEvent) => void
  * - applied: merged and booked;
  * - duplicate: already held (or already buffered): nothing done;
  * - buffered: one chunk of a larger version, stored until every chunk is there;
- * - held: complete but not applicable yet (unknown table or column, a constraint): stored and
+ * - parked: complete but not applicable yet (unknown table or column, a constraint): stored and
  *   retried after every schema change; `reason` says why;
  * - dropped: the buffer is at its cap; not stored (anti-entropy will fetch it again);
  * - refused: malformed (bad actor id, version, clock or key); `reason` says what.
  */
-export type ApplyStatus = 'applied' | 'duplicate' | 'buffered' | 'held' | 'dropped' | 'refused'
+export type ApplyStatus = 'applied' | 'duplicate' | 'buffered' | 'parked' | 'dropped' | 'refused'
 
 export interface ChangesetOutcome {
   readonly actorId: Uint8Array
@@ -144,7 +144,7 @@ export interface ChangesetOutcome {
   readonly won: readonly boolean[]
 }
 
-/** Default cap on cells buffered for incomplete or held versions (config/defaults.ts). */
+/** Default cap on cells buffered for incomplete or parked versions (config/defaults.ts). */
 export { BUFFER_CELLS_MAX }
 
 type Mode = 'idle' | 'capture' | 'merge'
@@ -454,7 +454,7 @@ export class Replica {
       .immediate()
     this.userStatements.clear()
     this.loadTables()
-    this.retryHeld()
+    this.retryParked()
     return plan
   }
 
@@ -597,7 +597,7 @@ export class Replica {
    * Applies changesets from other replicas in one SQLite transaction. Versions already held are
    * skipped; chunks of a larger version are buffered until the version is complete, then merged
    * at once; a version that names an unknown table or column, or that breaks a constraint, is
-   * held (stored) and retried after the next schema change. Each changeset is merged in its own
+   * parked (stored) and retried after the next schema change. Each changeset is merged in its own
    * savepoint, so one bad changeset never blocks the others. Bookkeeping (head, gaps, buffer) is
    * written in the same transaction as the data. Never throws for a bad changeset: see the
    * outcome's `status`.
@@ -678,7 +678,7 @@ export class Replica {
     const seqs = cs.seqs ?? ([0, cs.lastSeq] as const)
     let entry = this.buffer.get(site, cs.version)
     let changes: readonly Change[] = cs.changes
-    if (entry !== undefined && (entry.held || coversRange(entry.seqs, seqs))) {
+    if (entry !== undefined && (entry.parked || coversRange(entry.seqs, seqs))) {
       return outcome(cs, versions, 'duplicate')
     }
     const whole = entry === undefined && seqs[0] === 0 && seqs[1] >= cs.lastSeq
@@ -699,7 +699,7 @@ export class Replica {
         entry = this.buffer.add(site, cs.version, seqs, cs.lastSeq, changes)
       }
       this.buffer.hold(entry, merged)
-      return outcome(cs, versions, 'held', [], merged)
+      return outcome(cs, versions, 'parked', [], merged)
     }
     if (entry !== undefined) this.buffer.delete(entry)
     recordHeld(origin, cs.version, cs.version, this.trackGaps)
@@ -749,17 +749,17 @@ export class Replica {
   }
 
   /**
-   * Tries again every held version (after a schema change). Returns how many were applied.
+   * Tries again every parked version (after a schema change). Returns how many were applied.
    */
-  retryHeld(): number {
-    const held = this.buffer.all().filter((e) => e.held)
-    if (held.length === 0) return 0
-    assert.equal(this.mode, 'idle', 'retryHeld does not nest')
+  retryParked(): number {
+    const parked = this.buffer.all().filter((e) => e.parked)
+    if (parked.length === 0) return 0
+    assert.equal(this.mode, 'idle', 'retryParked does not nest')
     let applied = 0
     const run = this.db.transaction(() => {
       this.mode = 'merge'
       const touched = new Set<number>()
-      for (const entry of held) {
+      for (const entry of parked) {
         const origin = this.actorIds[entry.site] as Uint8Array
         const merged = this.tryMerge(this.buffer.cells(entry, origin))
         if (typeof merged === 'string') {
@@ -777,24 +777,24 @@ export class Replica {
     return applied
   }
 
-  /** Versions received but not applied yet: incomplete (partial) or held. */
+  /** Versions received but not applied yet: incomplete (partial) or parked. */
   bufferedVersions(): {
     actorId: Uint8Array
     version: number
-    held: boolean
+    parked: boolean
     reason: string | null
     cells: number
   }[] {
     return this.buffer.all().map((e: BufferedVersion) => ({
       actorId: this.actorIds[e.site] as Uint8Array,
       version: e.version,
-      held: e.held,
+      parked: e.parked,
       reason: e.reason,
       cells: e.cells,
     }))
   }
 
-  /** Cells stored for incomplete or held versions. */
+  /** Cells stored for incomplete or parked versions. */
   bufferedCells(): number {
     return this.buffer.cellCount()
   }
@@ -807,7 +807,7 @@ export class Replica {
 
   /**
    * True when this replica already has what a chunk would bring: the version is held, or it is
-   * buffered with these seqs (or held for a schema change).
+   * buffered with these seqs (or parked until a schema change).
    */
   covers(actorId: Uint8Array, version: number, seqs?: VersionRange): boolean {
     const site = this.siteOrdinal(actorId, false)
@@ -815,7 +815,7 @@ export class Replica {
     if (site === 0 || holds(this.origin(site), version)) return true
     const entry = this.buffer.get(site, version)
     if (entry === undefined) return false
-    return entry.held || (seqs !== undefined && coversRange(entry.seqs, seqs))
+    return entry.parked || (seqs !== undefined && coversRange(entry.seqs, seqs))
   }
 
   /**

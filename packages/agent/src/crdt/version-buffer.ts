@@ -4,10 +4,10 @@
  * - partial: some chunks of a large version arrived, not all. A version is applied only when
  *   its chunks cover every seq from 0 to its last seq, all at once, so readers never see half
  *   of a transaction;
- * - held: complete, but it names a table or column this replica does not have yet (the schema
- *   reached other hosts first). It is retried after every schema change, never dropped, and
- *   never blocks other versions.
- * Neither kind is booked as held (head/gaps) until it is applied. The rows live in
+ * - parked: complete, but it names a table or column this replica does not have yet (the
+ *   schema reached other hosts first), or breaks a constraint. It is retried after every
+ *   schema change, never dropped, and never blocks other versions.
+ * Neither kind is held (booked in head/gaps) until it is applied. The rows live in
  * `__patina_buffer`, one per cell; the bookkeeping in `__patina_partials`, one per version.
  * Written inside the caller's transaction, like everything else of the replica.
  */
@@ -18,7 +18,7 @@ import type { SqlValue } from './values.ts'
 
 export const VERSION_BUFFER_DDL = [
   `CREATE TABLE IF NOT EXISTS __patina_partials (site INTEGER NOT NULL, version INTEGER NOT NULL, ` +
-    `last_seq INTEGER NOT NULL, seqs TEXT NOT NULL, held INTEGER NOT NULL, reason TEXT, ` +
+    `last_seq INTEGER NOT NULL, seqs TEXT NOT NULL, parked INTEGER NOT NULL, reason TEXT, ` +
     `cells INTEGER NOT NULL, PRIMARY KEY (site, version)) WITHOUT ROWID`,
   `CREATE TABLE IF NOT EXISTS __patina_buffer (site INTEGER NOT NULL, version INTEGER NOT NULL, ` +
     `seq INTEGER NOT NULL, tbl TEXT NOT NULL, pk BLOB NOT NULL, cid TEXT NOT NULL, val, ` +
@@ -34,7 +34,7 @@ export interface BufferedVersion {
   /** Seq ranges received, sorted and merged. */
   seqs: VersionRange[]
   /** Complete but waiting for a schema change; `reason` says which table or column. */
-  held: boolean
+  parked: boolean
   reason: string | null
   /** Cells stored for this version. */
   cells: number
@@ -81,11 +81,16 @@ export class VersionBuffer {
   constructor(db: Database.Database) {
     this.db = db
     for (const sql of VERSION_BUFFER_DDL) db.exec(sql)
+    // Databases written before "parked" was named so call the column `held`.
+    const columns = db.pragma('table_info(__patina_partials)') as { name: string }[]
+    if (columns.some((c) => c.name === 'held')) {
+      db.exec('ALTER TABLE __patina_partials RENAME COLUMN held TO parked')
+    }
     this.stmts = {
       upsert: db.prepare(
-        'INSERT INTO __patina_partials (site, version, last_seq, seqs, held, reason, cells) ' +
+        'INSERT INTO __patina_partials (site, version, last_seq, seqs, parked, reason, cells) ' +
           'VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, version) DO UPDATE SET ' +
-          'last_seq = excluded.last_seq, seqs = excluded.seqs, held = excluded.held, ' +
+          'last_seq = excluded.last_seq, seqs = excluded.seqs, parked = excluded.parked, ' +
           'reason = excluded.reason, cells = excluded.cells',
       ),
       insertCell: db.prepare(
@@ -109,16 +114,16 @@ export class VersionBuffer {
     this.entries.clear()
     this.totalCells = 0
     const rows = this.db
-      .prepare('SELECT site, version, last_seq, seqs, held, reason, cells FROM __patina_partials')
+      .prepare('SELECT site, version, last_seq, seqs, parked, reason, cells FROM __patina_partials')
       .raw()
       .all() as [bigint, bigint, bigint, string, bigint, string | null, bigint][]
-    for (const [site, version, lastSeq, seqs, held, reason, cells] of rows) {
+    for (const [site, version, lastSeq, seqs, parked, reason, cells] of rows) {
       const entry: BufferedVersion = {
         site: Number(site),
         version: Number(version),
         lastSeq: Number(lastSeq),
         seqs: JSON.parse(seqs) as VersionRange[],
-        held: held === 1n,
+        parked: parked === 1n,
         reason,
         cells: Number(cells),
       }
@@ -131,7 +136,7 @@ export class VersionBuffer {
     return this.entries.get(key(site, version))
   }
 
-  /** Every buffered version (partial and held). */
+  /** Every buffered version (partial and parked). */
   all(): BufferedVersion[] {
     return [...this.entries.values()]
   }
@@ -156,7 +161,7 @@ export class VersionBuffer {
   ): BufferedVersion {
     let entry = this.get(site, version)
     if (entry === undefined) {
-      entry = { site, version, lastSeq, seqs: [], held: false, reason: null, cells: 0 }
+      entry = { site, version, lastSeq, seqs: [], parked: false, reason: null, cells: 0 }
       this.entries.set(key(site, version), entry)
     }
     entry.lastSeq = Math.min(entry.lastSeq, lastSeq)
@@ -181,7 +186,7 @@ export class VersionBuffer {
   }
 
   hold(entry: BufferedVersion, reason: string): void {
-    entry.held = true
+    entry.parked = true
     entry.reason = reason
     this.persist(entry)
   }
@@ -224,7 +229,7 @@ export class VersionBuffer {
       entry.version,
       entry.lastSeq,
       JSON.stringify(entry.seqs),
-      entry.held ? 1 : 0,
+      entry.parked ? 1 : 0,
       entry.reason,
       entry.cells,
     )

@@ -132,7 +132,7 @@ export function registerReplicationMetrics(
   gauge(
     registry,
     'patina_buffered_cells',
-    'Cells stored for versions not complete yet or held for a schema change',
+    'Cells stored for versions not complete yet or parked until a schema change',
     () => s().bufferedCells,
   )
   gauge(
@@ -143,9 +143,9 @@ export function registerReplicationMetrics(
   )
   gauge(
     registry,
-    'patina_held_versions',
-    'Versions held until the schema has the table or column they name',
-    () => s().heldVersions,
+    'patina_parked_versions',
+    'Versions parked until the schema has the table or column they name',
+    () => s().parkedVersions,
   )
   gauge(
     registry,

@@ -99,10 +99,10 @@ export interface PatinaNode {
 
 function logReplicationEvent(log: Logger, event: ReplicationEvent): void {
   switch (event.type) {
-    case 'held':
+    case 'parked':
       log.warn(
         { origin: event.origin, version: event.version, reason: event.reason },
-        'change held until the schema has what it names',
+        'change parked until the schema has what it names',
       )
       break
     case 'refused':

@@ -46,7 +46,7 @@ export interface ReplicatorDeps {
 export type ReplicationEvent =
   | { readonly type: 'apply-failed'; readonly error: unknown }
   | {
-      readonly type: 'held'
+      readonly type: 'parked'
       readonly origin: string
       readonly version: number
       readonly reason: string
@@ -73,7 +73,7 @@ export interface ReplicationStats {
   readonly bucket: { readonly grantedBytes: number; readonly refusals: number }
   /** Gauges. */
   readonly bufferedCells: number
-  readonly heldVersions: number
+  readonly parkedVersions: number
 }
 
 export interface ReplicationHealth {
@@ -322,9 +322,9 @@ export class Replicator {
       const { chunk } = batch[i] as QueuedChunk
       const origin = actorIdHex(chunk.origin)
       if (o.status === 'applied') this.lag.observeApplied(origin, chunk.ts, now)
-      else if (o.status === 'held') {
+      else if (o.status === 'parked') {
         this.deps.onEvent?.({
-          type: 'held',
+          type: 'parked',
           origin,
           version: o.versions[0],
           reason: o.reason ?? '',
@@ -372,7 +372,7 @@ export class Replicator {
       applied: { ...this.outcomes },
       bucket: { grantedBytes: this.bucket.granted, refusals: this.bucket.refused },
       bufferedCells: this.deps.replica.bufferedCells(),
-      heldVersions: buffered.filter((b) => b.held).length,
+      parkedVersions: buffered.filter((b) => b.parked).length,
     }
   }
 }

@@ -266,7 +266,7 @@ export class SyncClient {
     const { replica, queue } = this.deps
     const buffered = new Map<string, Set<number>>()
     for (const b of replica.bufferedVersions()) {
-      if (!b.held) continue // a partial version is asked for again: its chunks may be lost
+      if (!b.parked) continue // a partial version is asked for again: its chunks may be lost
       const hex = actorIdHex(b.actorId)
       let set = buffered.get(hex)
       if (set === undefined) buffered.set(hex, (set = new Set()))

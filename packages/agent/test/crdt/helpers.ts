@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Replica } from '../../src/crdt/replica.ts'
-import { missingChangesets } from '../../src/crdt/pull.ts'
+import type { FullChangeset } from '../../src/crdt/changes.ts'
 import { clockTable, q } from '../../src/crdt/names.ts'
 
 export interface TempReplicas {
@@ -93,6 +93,23 @@ export function snapshot(r: Replica): unknown {
       ),
     )
     out[name] = { rows, clocks }
+  }
+  return out
+}
+
+/**
+ * Every version `from` holds and `to` lacks, newest first, as changesets ready for
+ * `to.apply()`: the two calls the networked sync builds on (`holds` to find needs,
+ * `changesFor` to serve them), between replicas of one process.
+ */
+export function missingChangesets(from: Replica, to: Replica): FullChangeset[] {
+  const out: FullChangeset[] = []
+  for (const origin of from.originStates()) {
+    for (let v = origin.head; v >= 1; v--) {
+      if (to.holds(origin.actorId, v)) continue
+      const cs = from.changesFor(origin.actorId, v)
+      if (cs !== null) out.push(cs)
+    }
   }
   return out
 }

@@ -81,10 +81,10 @@ describe('crdt - schema evolution', () => {
       cs.changes.map((c) => c.cid),
       ['region', 'weight'],
     )
-    const [held] = a.apply([cs])
-    assert.equal(held?.status, 'held')
-    assert.match(held.reason ?? '', /unknown column "region" of table "vms"/)
-    assert.equal(a.holds(b.actorId, 1), false, 'a held change is not booked')
+    const [parked] = a.apply([cs])
+    assert.equal(parked?.status, 'parked')
+    assert.match(parked.reason ?? '', /unknown column "region" of table "vms"/)
+    assert.equal(a.holds(b.actorId, 1), false, 'a parked change is not booked')
     assert.equal(a.covers(b.actorId, 1), true, 'but it is not asked for again either')
     // Other changes keep flowing while it is held.
     const c = tmp.open('c2', 3)
@@ -94,7 +94,7 @@ describe('crdt - schema evolution', () => {
     assert.ok(fromC !== null)
     assert.equal(a.apply([fromC])[0]?.status, 'applied')
     applySchemaSql(a, V2)
-    assert.equal(a.holds(b.actorId, 1), true, 'the held change was applied by the schema change')
+    assert.equal(a.holds(b.actorId, 1), true, 'the parked change was applied by the schema change')
     assert.deepStrictEqual(a.bufferedVersions(), [])
     applySchemaSql(c, V2)
     antiEntropy([a, b, c])
@@ -138,5 +138,29 @@ describe('crdt - schema evolution', () => {
     assert.deepStrictEqual(a.tableNames().sort(), ['hosts', 'vms'])
     const { version } = a.transaction([{ sql: "INSERT INTO hosts (id, up) VALUES ('h1', 1)" }])
     assert.equal(a.changesFor(a.actorId, version ?? 0)?.changes.length, 1)
+  })
+
+  it('crdt - a parked change survives an upgrade from a database whose column says held', () => {
+    const a = tmp.open('park-a', 1)
+    const b = tmp.open('park-b', 2)
+    applySchemaSql(a, V1)
+    applySchemaSql(b, V2)
+    b.transaction([{ sql: "INSERT INTO vms (id, app, region) VALUES (7, 'web', 'ams')" }])
+    const cs = b.changesFor(b.actorId, 1)
+    assert.ok(cs !== null)
+    assert.equal(a.apply([cs])[0]?.status, 'parked')
+    // What an older Patina wrote: the bookkeeping column was named `held`.
+    a.db.exec('ALTER TABLE __patina_partials RENAME COLUMN parked TO held')
+    a.close()
+    const reopened = tmp.open('park-a', 1)
+    assert.deepStrictEqual(
+      reopened.bufferedVersions().map((v) => v.parked),
+      [true],
+      'the parked version is still there',
+    )
+    applySchemaSql(reopened, V2)
+    assert.deepStrictEqual(reopened.query('SELECT id, region FROM vms'), [
+      { id: 7n, region: 'ams' },
+    ])
   })
 })

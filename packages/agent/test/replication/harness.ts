@@ -56,7 +56,7 @@ export function rowCount(replica: Replica, table: string): number {
 export interface Buffered {
   readonly origin: string
   readonly version: number
-  readonly held: boolean
+  readonly parked: boolean
   readonly reason: string | null
   readonly cells: number
 }
@@ -68,7 +68,7 @@ export function buffered(replica: Replica): Buffered[] {
     .map((b) => ({
       origin: actorIdHex(b.actorId),
       version: b.version,
-      held: b.held,
+      parked: b.parked,
       reason: b.reason,
       cells: b.cells,
     }))

@@ -81,7 +81,7 @@ describe('replication - named cases', () => {
           assert.equal(nodeB.replicator.stats().syncClient.rounds, 0, 'no sync round ran yet')
           const partial = buffered(nodeB.replica)
           assert.deepEqual(partial, [
-            { origin, version, held: false, reason: null, cells: expectBuffered },
+            { origin, version, parked: false, reason: null, cells: expectBuffered },
           ])
           assert.equal(rowCount(nodeB.replica, 'machines'), 0, 'no row of a partial version shows')
           assert.equal(rowCount(nodeAt(cluster, c).replica, 'machines'), rows, 'C has it all')
@@ -167,9 +167,9 @@ describe('replication - named cases', () => {
             assert.ok(entry !== undefined && more.length === 0, `${addr} holds one version`)
             assert.equal(entry.origin, origin)
             assert.equal(entry.version, first)
-            assert.equal(entry.held, true)
+            assert.equal(entry.parked, true)
             assert.match(entry.reason ?? '', /region/, 'the reason names the column')
-            assert.equal(row1(addr), undefined, 'nothing of the held version shows')
+            assert.equal(row1(addr), undefined, 'nothing of the parked version shows')
           }
 
           // The row's other changes keep flowing: A changes another column of it, then C (which
@@ -205,7 +205,7 @@ describe('replication - named cases', () => {
           assert.ok(settled, 'the other changes reached every node')
           for (const addr of [b, c]) {
             assert.equal(buffered(node(addr).replica).length, 1, `${addr} still holds the version`)
-            assert.equal(row1(addr)?.['app'], null, 'the held cells are not applied')
+            assert.equal(row1(addr)?.['app'], null, 'the parked cells are not applied')
           }
           assert.deepEqual(row1(a), {
             id: 1n,
@@ -216,8 +216,8 @@ describe('replication - named cases', () => {
             region: 'ams',
           })
 
-          // Anti-entropy keeps running (the held version counts as a gap) but never fetches the
-          // held version again, and nothing is applied or held twice.
+          // Anti-entropy keeps running (the parked version counts as a gap) but never fetches the
+          // parked version again, and nothing is applied or parked twice.
           const before = [b, c].map((addr) => node(addr).replicator.stats())
           await sim.runFor(30_000)
           const after = [b, c].map((addr) => node(addr).replicator.stats())
@@ -228,13 +228,13 @@ describe('replication - named cases', () => {
             assert.equal(y.syncClient.versionsRequested, x.syncClient.versionsRequested)
             assert.equal(y.syncClient.chunksReceived, x.syncClient.chunksReceived)
             assert.deepEqual(y.applied, x.applied)
-            assert.equal(y.applied['held'], 1, 'held once')
+            assert.equal(y.applied['parked'], 1, 'parked once')
           }
 
-          // The schema reload on B and C applies the held version at once.
+          // The schema reload on B and C applies the parked version at once.
           for (const addr of [b, c]) {
             node(addr).replica.applySchema([{ path: 'schema.sql', sql: v2 }])
-            assert.deepEqual(buffered(node(addr).replica), [], `${addr} applied the held version`)
+            assert.deepEqual(buffered(node(addr).replica), [], `${addr} applied the parked version`)
             assert.deepEqual(row1(addr), row1(a), addr)
           }
           await sim.runFor(3_000)
@@ -242,7 +242,7 @@ describe('replication - named cases', () => {
           const want = books(node(a).replica)
           for (const addr of [b, c]) assert.equal(books(node(addr).replica), want, addr)
           t.diagnostic(
-            `seed ${seed}: over 30 s of held state B and C ran ` +
+            `seed ${seed}: over 30 s of parked state B and C ran ` +
               `${after.map((s, i) => s.syncClient.rounds - (before[i]?.syncClient.rounds ?? 0)).join(' and ')} ` +
               'sync rounds that requested no version again',
           )
