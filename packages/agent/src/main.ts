@@ -19,6 +19,7 @@ import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.t
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
 import { createNode, type PatinaNode } from './node/create-node.ts'
+import { PORT_ZERO_ATTEMPTS } from './node/defaults.ts'
 import { systemClock } from './runtime/clock.ts'
 import { systemRandom } from './runtime/random.ts'
 import type { SchemaPlan } from './schema/model.ts'
@@ -29,9 +30,6 @@ import { Subscriptions } from './subs/subscriptions.ts'
 import { parseAddr } from './transport/address.ts'
 import { UdpTransport } from './transport/datagram.ts'
 import { TcpStreamTransport } from './transport/stream.ts'
-
-/** Attempts at binding UDP and TCP on the same free port when the configured port is 0. */
-const PORT_ZERO_ATTEMPTS = 8
 
 export interface Agent {
   readonly replica: Replica

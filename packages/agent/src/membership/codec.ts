@@ -178,11 +178,19 @@ class Writer {
   }
 }
 
+/** First size of the datagram scratch buffer (it grows to the largest packet built). */
+const SCRATCH_START_BYTES = 2048
+/**
+ * The smallest encoded member record (actor id, epoch, incarnation, state, empty address): a
+ * count of records beyond what the bytes left could hold is malformed, not a reason to allocate.
+ */
+const MEMBER_RECORD_BYTES_MIN = 31
+
 /**
  * Scratch space for building datagrams: one per process (everything here is synchronous), grown
  * on demand, so that building a packet allocates only its final copy.
  */
-let scratch = new Uint8Array(2048)
+let scratch = new Uint8Array(SCRATCH_START_BYTES)
 let scratchInUse = false
 
 function strBytes(s: string): number {
@@ -488,7 +496,7 @@ function readMembers(r: Reader): MemberUpdate[] {
   const count = r.u32()
   // Each record takes at least 31 bytes: a count beyond what is left is malformed, not a
   // reason to allocate.
-  r.need(count * 31)
+  r.need(count * MEMBER_RECORD_BYTES_MIN)
   const members: MemberUpdate[] = []
   for (let i = 0; i < count; i++) members.push(readUpdate(r))
   return members

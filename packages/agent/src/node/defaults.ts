@@ -17,3 +17,10 @@ export const LINK_PENDING_BYTES_MAX = 4 * 1024 * 1024
 
 /** A broadcast link nothing was sent on for this long (a peer that left) is closed. */
 export const LINK_IDLE_MS = 60_000
+
+/**
+ * With `[gossip] addr` on port 0, UDP binds a free port and TCP must get the same one; when
+ * another process took it in between, the agent tries again with a new port, this many times,
+ * then fails to start.
+ */
+export const PORT_ZERO_ATTEMPTS = 8

@@ -1,4 +1,10 @@
 /**
+ * Taken slots at the front are dropped (the array is copied) once there are at least this many
+ * and they are half of it: shifting stays O(1) amortised without an unbounded dead prefix.
+ */
+const FIFO_COMPACT_MIN = 1024
+
+/**
  * A first-in first-out queue with O(1) push and shift (Array#shift copies on large arrays).
  * Unbounded by itself: every user puts its own cap in front of it.
  */
@@ -26,7 +32,7 @@ export class Fifo<T> {
     if (this.head === this.items.length) {
       this.items = []
       this.head = 0
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+    } else if (this.head >= FIFO_COMPACT_MIN && this.head * 2 >= this.items.length) {
       this.items = this.items.slice(this.head)
       this.head = 0
     }
