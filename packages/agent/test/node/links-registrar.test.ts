@@ -86,12 +86,12 @@ describe('node - registrar', () => {
 })
 
 async function settled(p: Promise<unknown>, sim: Sim, ms = 10): Promise<'settled' | 'pending'> {
-  let done = false
+  const state = { done: false }
   void p.then(() => {
-    done = true
+    state.done = true
   })
   await sim.runFor(ms)
-  return done ? 'settled' : 'pending'
+  return state.done ? 'settled' : 'pending'
 }
 
 describe('node - broadcast links', () => {
