@@ -195,7 +195,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     for (const addr of down.keys()) cluster.restart(addr)
     // Faults end here: the network becomes clean so the cluster can settle.
     const faultsEnd = sim.now()
-    sim.network.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0 })
+    sim.network.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0, reset: 0 })
     const converged = await sim.runUntil(
       () => {
         // SIM_DEBUG=1: per node, known-missing versions / queued chunks / buffered cells.
@@ -225,7 +225,7 @@ export function assertConverged(result: ScenarioResult): void {
 /** The faulty-network scenario of the convergence tests. */
 export const FAULTY: Omit<ScenarioOptions, 'seed'> = {
   nodes: 20,
-  link: { latencyMs: 0.5, jitterMs: 2, loss: 0.2, duplicate: 0.05, reorder: 0.1 },
+  link: { latencyMs: 0.5, jitterMs: 2, loss: 0.2, duplicate: 0.05, reorder: 0.1, reset: 0.01 },
   writes: 100,
   writePhaseMs: 15_000,
   largeRows: 300,
