@@ -20,7 +20,7 @@
 import assert from 'node:assert/strict'
 import type { Clock, TimerId } from '../runtime/clock.ts'
 import { SeededRandom } from '../runtime/random.ts'
-import { parseAddr, type HostPort } from '../transport/address.ts'
+import { parseAddr } from '../transport/address.ts'
 import {
   DatagramCore,
   type DatagramOptions,
@@ -89,25 +89,7 @@ class SimDatagramTransport implements DatagramTransport {
 
   send(to: string, bytes: Uint8Array): void {
     const size = bytes.length
-    if (this.closed) {
-      this.core.drop('closed', { addr: to, bytes: size })
-      return
-    }
-    if (size > this.core.datagramBytesMax) {
-      this.core.drop('oversized_out', { addr: to, bytes: size })
-      return
-    }
-    let dest: HostPort
-    try {
-      dest = parseAddr(to)
-    } catch (error) {
-      this.core.drop('bad_address', { addr: to, bytes: size, error })
-      return
-    }
-    if (dest.family !== 0 && this.family !== 0 && dest.family !== this.family) {
-      this.core.drop('bad_address', { addr: to, bytes: size })
-      return
-    }
+    if (this.core.destination(to, size, this.closed, this.family) === null) return
     this.core.sent(size)
     this.out(to, bytes)
   }

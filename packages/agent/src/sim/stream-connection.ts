@@ -21,7 +21,11 @@
 import { abortError, TransportError } from '../transport/errors.ts'
 import { Fifo } from '../transport/fifo.ts'
 import { FRAME_HEADER_BYTES } from '../transport/frame-codec.ts'
-import { StreamCounters, type ConnectionLimits } from '../transport/framed-connection.ts'
+import {
+  refuseSend,
+  StreamCounters,
+  type ConnectionLimits,
+} from '../transport/framed-connection.ts'
 import type { FramedConnection, SendRejection, StreamCloseReason } from '../transport/stream.ts'
 import { withKind } from '../transport/stream-kind.ts'
 import type { Scheduler } from './scheduler.ts'
@@ -214,28 +218,9 @@ export class SimConnection implements FramedConnection {
     if (this.state !== 'open') {
       return this.rejectSend('closed', this.closedError())
     }
-    if (frame.length > this.limits.frameBytesMax) {
-      return this.rejectSend(
-        'frame_too_large',
-        new TransportError(
-          'FRAME_TOO_LARGE',
-          `frame of ${frame.length} bytes, limit ${this.limits.frameBytesMax}`,
-        ),
-      )
-    }
-    if (signal?.aborted === true) {
-      return this.rejectSend('aborted', abortError(signal, 'send'))
-    }
+    const refused = refuseSend(frame, signal, this.queuedBytes, this.limits, this.remoteAddr)
+    if (refused !== null) return this.rejectSend(refused.reason, refused.error)
     const size = FRAME_HEADER_BYTES + frame.length
-    if (this.queuedBytes > 0 && this.queuedBytes + size > this.limits.sendQueueBytesMax) {
-      return this.rejectSend(
-        'queue_full',
-        new TransportError(
-          'QUEUE_FULL',
-          `send queue to ${this.remoteAddr} holds ${this.queuedBytes} bytes, cap ${this.limits.sendQueueBytesMax}`,
-        ),
-      )
-    }
     return new Promise<void>((resolve, reject) => {
       const pending: PendingSend = {
         payload: frame,

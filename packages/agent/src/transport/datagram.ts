@@ -143,6 +143,34 @@ export class DatagramCore {
     }
   }
 
+  /**
+   * Where a packet of `size` bytes to `to` goes, or null when it cannot go (counted): the
+   * transport is closed, the packet is too large, or the address is not "host:port" of this
+   * transport's IP family (`family` 0: any).
+   */
+  destination(to: string, size: number, closed: boolean, family: 0 | 4 | 6): HostPort | null {
+    if (closed) {
+      this.drop('closed', { addr: to, bytes: size })
+      return null
+    }
+    if (size > this.datagramBytesMax) {
+      this.drop('oversized_out', { addr: to, bytes: size })
+      return null
+    }
+    let dest: HostPort
+    try {
+      dest = parseAddr(to)
+    } catch (error) {
+      this.drop('bad_address', { addr: to, bytes: size, error })
+      return null
+    }
+    if (dest.family !== 0 && family !== 0 && dest.family !== family) {
+      this.drop('bad_address', { addr: to, bytes: size })
+      return null
+    }
+    return dest
+  }
+
   stats(): DatagramStats {
     return {
       packetsSent: this.packetsSent,
@@ -218,25 +246,8 @@ export class UdpTransport implements DatagramTransport {
 
   send(to: string, bytes: Uint8Array): void {
     const size = bytes.length
-    if (this.closing !== undefined) {
-      this.core.drop('closed', { addr: to, bytes: size })
-      return
-    }
-    if (size > this.core.datagramBytesMax) {
-      this.core.drop('oversized_out', { addr: to, bytes: size })
-      return
-    }
-    let dest: HostPort
-    try {
-      dest = parseAddr(to)
-    } catch (error) {
-      this.core.drop('bad_address', { addr: to, bytes: size, error })
-      return
-    }
-    if (dest.family !== 0 && dest.family !== this.family) {
-      this.core.drop('bad_address', { addr: to, bytes: size })
-      return
-    }
+    const dest = this.core.destination(to, size, this.closing !== undefined, this.family)
+    if (dest === null) return
     if (this.socket.getSendQueueSize() + size > this.sendQueueBytesMax) {
       this.core.drop('send_queue_full', { addr: to, bytes: size })
       return

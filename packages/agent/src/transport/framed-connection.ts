@@ -80,6 +80,32 @@ function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>
 }
 
+/**
+ * Why a frame cannot be sent on an open connection, checked in this order (the same for every
+ * stream transport): larger than `frameBytesMax` (the connection stays up), the caller's
+ * signal already fired, or the send queue would go over `sendQueueBytesMax` (an empty queue
+ * always takes one frame). Null: it may go.
+ */
+export function refuseSend(
+  frame: Uint8Array,
+  signal: AbortSignal | undefined,
+  queuedBytes: number,
+  limits: Pick<ConnectionLimits, 'frameBytesMax' | 'sendQueueBytesMax'>,
+  remoteAddr: string,
+): { readonly reason: SendRejection; readonly error: TransportError } | null {
+  if (frame.length > limits.frameBytesMax) {
+    const message = `frame of ${frame.length} bytes, limit ${limits.frameBytesMax}`
+    return { reason: 'frame_too_large', error: new TransportError('FRAME_TOO_LARGE', message) }
+  }
+  if (signal?.aborted === true) return { reason: 'aborted', error: abortError(signal, 'send') }
+  const size = FRAME_HEADER_BYTES + frame.length
+  if (queuedBytes > 0 && queuedBytes + size > limits.sendQueueBytesMax) {
+    const message = `send queue to ${remoteAddr} holds ${queuedBytes} bytes, cap ${limits.sendQueueBytesMax}`
+    return { reason: 'queue_full', error: new TransportError('QUEUE_FULL', message) }
+  }
+  return null
+}
+
 /** The mutable counters behind StreamStats, shared by a transport and its connections. */
 export class StreamCounters {
   connectionsOpen = 0
@@ -305,28 +331,9 @@ export class DuplexFramedConnection implements FramedConnection {
         }),
       )
     }
-    if (frame.length > this.limits.frameBytesMax) {
-      return this.rejectSend(
-        'frame_too_large',
-        new TransportError(
-          'FRAME_TOO_LARGE',
-          `frame of ${frame.length} bytes, limit ${this.limits.frameBytesMax}`,
-        ),
-      )
-    }
-    if (signal?.aborted === true) {
-      return this.rejectSend('aborted', abortError(signal, 'send'))
-    }
+    const refused = refuseSend(frame, signal, this.queuedBytes, this.limits, this.remoteAddr)
+    if (refused !== null) return this.rejectSend(refused.reason, refused.error)
     const size = FRAME_HEADER_BYTES + frame.length
-    if (this.queuedBytes > 0 && this.queuedBytes + size > this.limits.sendQueueBytesMax) {
-      return this.rejectSend(
-        'queue_full',
-        new TransportError(
-          'QUEUE_FULL',
-          `send queue to ${this.remoteAddr} holds ${this.queuedBytes} bytes, cap ${this.limits.sendQueueBytesMax}`,
-        ),
-      )
-    }
     return new Promise<void>((resolve, reject) => {
       const pending: PendingSend = {
         payload: frame,
