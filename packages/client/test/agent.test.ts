@@ -26,7 +26,8 @@ import {
   type ClientEvent,
   type PatinaClient,
 } from '../src/index.ts'
-import { blackhole, deadPort, startAgent, type Agent } from './helpers/agent.ts'
+import { freePort } from '../../agent/test/e2e/ports.ts'
+import { blackhole, startAgent, type Agent } from './helpers/agent.ts'
 import { drain, json, lines, ndjson, testServer } from './helpers/http-server.ts'
 
 const CHILD = fileURLToPath(new URL('fixtures/close-child.ts', import.meta.url))
@@ -248,7 +249,7 @@ describe('client - against a real agent', () => {
   })
 
   it('client - failover: with the first agent down every call succeeds on the second', async () => {
-    const dead = `http://127.0.0.1:${await deadPort()}`
+    const dead = `http://127.0.0.1:${await freePort()}`
     const events: ClientEvent[] = []
     const c = client({ urls: [dead, b.url], onEvent: (e) => events.push(e) })
     for (let i = 0; i < 4; i++) {
@@ -416,7 +417,7 @@ describe('client - against a real agent', () => {
       }
     })
     try {
-      const dead = `http://127.0.0.1:${await deadPort()}`
+      const dead = `http://127.0.0.1:${await freePort()}`
       const child = spawn(process.execPath, ['--import', 'tsx', CHILD, a.url, subs.url, dead], {
         stdio: ['ignore', 'pipe', 'pipe'],
       })

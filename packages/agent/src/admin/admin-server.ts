@@ -8,6 +8,7 @@
  */
 import { lstatSync, rmSync } from 'node:fs'
 import { createConnection, createServer, type Server } from 'node:net'
+import { LineSplitter, WireFormatError } from '@patina/protocol'
 import {
   ADMIN_PROBE_TIMEOUT_MS,
   ADMIN_REQUEST_BYTES_MAX,
@@ -27,18 +28,20 @@ export type AdminHandler = (request: Record<string, unknown>) => Promise<Record<
  */
 export async function startAdminServer(path: string, handle: AdminHandler): Promise<Server> {
   const server = createServer((socket) => {
-    let buffer = ''
-    socket.setEncoding('utf8')
-    socket.on('data', (chunk: string) => {
-      buffer += chunk
-      if (buffer.length > ADMIN_REQUEST_BYTES_MAX) {
+    const splitter = new LineSplitter(ADMIN_REQUEST_BYTES_MAX)
+    let refused = false
+    socket.on('data', (chunk: Buffer) => {
+      if (refused) return
+      let lines: string[]
+      try {
+        lines = splitter.push(chunk)
+      } catch (err) {
+        if (!(err instanceof WireFormatError)) throw err
+        refused = true
         socket.end(`${JSON.stringify({ ok: false, error: 'request too large' })}\n`)
         return
       }
-      let nl: number
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl)
-        buffer = buffer.slice(nl + 1)
+      for (const line of lines) {
         void answer(line).then((reply) => socket.write(`${JSON.stringify(reply)}\n`))
       }
     })
@@ -155,24 +158,23 @@ export async function adminRequest(
 ): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(path)
-    let buffer = ''
+    const splitter = new LineSplitter()
     const timer = setTimeout(() => {
       socket.destroy()
       reject(new Error(`no answer from the admin socket ${path} within ${timeoutMs} ms`))
     }, timeoutMs)
-    socket.setEncoding('utf8')
     socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`))
-    socket.on('data', (chunk: string) => {
-      buffer += chunk
-      const nl = buffer.indexOf('\n')
-      if (nl >= 0) {
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        const [line] = splitter.push(chunk)
+        if (line === undefined) return
         clearTimeout(timer)
         socket.end()
-        try {
-          resolve(JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>)
-        } catch (err) {
-          reject(err instanceof Error ? err : new Error(String(err)))
-        }
+        resolve(JSON.parse(line) as Record<string, unknown>)
+      } catch (err) {
+        clearTimeout(timer)
+        socket.destroy()
+        reject(err instanceof Error ? err : new Error(String(err)))
       }
     })
     socket.on('error', (err) => {

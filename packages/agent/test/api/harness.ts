@@ -139,7 +139,11 @@ export async function tx(h: ApiHarness, body: unknown): Promise<TxOk> {
   return res.json<TxOk>()
 }
 
-/** The lines of an NDJSON body; the body must end with a newline. */
+/**
+ * The lines of a whole NDJSON body, exactly as sent (blank and padded lines kept, so a test sees
+ * them); the body must end with a newline. A check of the framing, not a stream reader: streams
+ * are split by @patina/protocol's LineSplitter.
+ */
 export function ndjsonLines(text: string): string[] {
   assert.ok(text.endsWith('\n'), `NDJSON ends with a newline: ${JSON.stringify(text)}`)
   return text.slice(0, -1).split('\n')

@@ -20,6 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
+import { LineSplitter } from '@patina/protocol'
 import { Replica } from '../../src/crdt/replica.ts'
 import { tempReplicas } from './helpers.ts'
 
@@ -60,8 +61,9 @@ function runAndKill(path: string, fraction: number): Promise<ChildRun> {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     children.add(child)
+    /** The writer's stdout, line by line (its lines are what the test reads). */
     let stdout = ''
-    let pending = ''
+    const splitter = new LineSplitter()
     let stderr = ''
     let killTimer: NodeJS.Timeout | undefined
     let begin2 = 0
@@ -70,13 +72,9 @@ function runAndKill(path: string, fraction: number): Promise<ChildRun> {
       killIfAlive(child)
       reject(new Error(`the writer did not reach "begin 3" in time:\n${stdout}\n${stderr}`))
     }, ROUND_TIMEOUT_MS)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      stdout += chunk
-      pending += chunk
-      const lines = pending.split('\n')
-      pending = lines.pop() ?? ''
-      for (const line of lines) {
+    child.stdout.on('data', (chunk: Buffer) => {
+      for (const line of splitter.push(chunk)) {
+        stdout += `${line}\n`
         if (line === 'begin 2') begin2 = performance.now()
         if (line.startsWith('committed 2 ')) committed2 = performance.now()
         if (line === 'begin 3' && killTimer === undefined) {
@@ -95,6 +93,7 @@ function runAndKill(path: string, fraction: number): Promise<ChildRun> {
       reject(err)
     })
     child.on('close', (code, signal: NodeJS.Signals | null) => {
+      stdout += splitter.end()
       clearTimeout(guard)
       if (killTimer !== undefined) clearTimeout(killTimer)
       children.delete(child)

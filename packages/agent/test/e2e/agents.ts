@@ -1,13 +1,14 @@
 /**
- * Real `patina agent` processes for the tests (e2e, admin): build the bin once, start an agent
- * from its config file, stop it by its PID, run a one-shot `patina` command, and poll a
- * condition with a bound. The one agent launcher of the agent's tests.
+ * Real `patina agent` processes for the tests (e2e, admin, the client's): build the bin once,
+ * start an agent from its config file, stop it by its PID (or its process group), run a one-shot
+ * `patina` command, and poll a condition with a bound. The one agent launcher of the tests.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { LineSplitter } from '@patina/protocol'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 export const BIN = join(REPO_ROOT, 'packages/agent/bin/patina.js')
@@ -43,23 +44,39 @@ export interface AgentProcess {
   readonly name: string
   /** Config file; the agent runs in its directory. */
   readonly cfg: string
-  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
-  readonly api: string
+  /**
+   * Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. Empty when the config says port 0:
+   * `startAgent` sets it from the agent's `API at` line.
+   */
+  api: string
   readonly gossipPort: number
+  /**
+   * Run the agent in its own process group, and stop it by signalling the group: its reader
+   * processes stop with it (after a SIGKILL they would otherwise outlive it for a while, holding
+   * the test's end of the pipes open).
+   */
+  readonly processGroup?: boolean
   child: ChildProcess | null
   /** Everything the agent wrote on stdout and stderr, over all its starts. */
   output: string
 }
 
-/** Starts the agent; resolves once its stdout says the API is listening. */
+/** The line an agent prints once its API listens; group 1 is the URL. */
+const READY_LINE = /patina agent: API at (http:\/\/\S+)\n/
+
+/**
+ * Starts the agent; resolves once its stdout says the API is listening (at `n.api`, or sets
+ * `n.api` when it was empty).
+ */
 export function startAgent(n: AgentProcess): Promise<void> {
   const child = spawn(process.execPath, [BIN, 'agent', '-c', n.cfg], {
     cwd: dirname(n.cfg),
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: n.processGroup === true,
   })
   n.child = child
-  const ready = `patina agent: API at ${n.api}\n`
   let seen = ''
+  let started = false
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new Error(`${n.name} did not start within ${START_TIMEOUT_MS} ms:\n${seen}`))
@@ -67,10 +84,13 @@ export function startAgent(n: AgentProcess): Promise<void> {
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       seen += chunk
       n.output += chunk
-      if (seen.includes(ready)) {
-        clearTimeout(timer)
-        resolve()
-      }
+      const url = started ? undefined : READY_LINE.exec(seen)?.[1]
+      if (url === undefined) return
+      started = true
+      clearTimeout(timer)
+      if (n.api === '') n.api = url
+      if (url === n.api) resolve()
+      else reject(new Error(`${n.name} listens at ${url}, not at ${n.api}:\n${seen}`))
     })
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (n.output += chunk))
     child.once('exit', (code, signal) => {
@@ -81,8 +101,8 @@ export function startAgent(n: AgentProcess): Promise<void> {
 }
 
 /**
- * Sends `signal` to the agent's PID unless it has exited already, and waits for the exit
- * (rejects after `ms`).
+ * Sends `signal` to the agent's PID (its process group with `processGroup`) unless it has
+ * exited already, and waits for the exit (rejects after `ms`).
  */
 export async function stopAgent(
   n: AgentProcess,
@@ -91,10 +111,11 @@ export async function stopAgent(
 ): Promise<void> {
   const child = n.child
   if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
-  process.kill(child.pid, signal)
+  process.kill(n.processGroup === true ? -child.pid : child.pid, signal)
   await waitExit(child, ms)
 }
 
+/** Waits for `child` to exit (rejects after `ms`). */
 export function waitExit(child: ChildProcess, ms: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
   return new Promise((resolve, reject) => {
@@ -181,10 +202,12 @@ export async function queryRows(
     body: JSON.stringify(sql),
     signal: AbortSignal.timeout(timeoutMs),
   })
-  const text = await res.text()
-  assert.equal(res.status, 200, `${n.name}: ${text}`)
+  const body = new Uint8Array(await res.arrayBuffer())
+  assert.equal(res.status, 200, `${n.name}: ${new TextDecoder().decode(body)}`)
+  const splitter = new LineSplitter()
   const out: string[] = []
-  for (const line of text.split('\n')) {
+  // What follows the last newline (a body cut short) is parsed too, so that it fails here.
+  for (const line of [...splitter.push(body), splitter.end()]) {
     if (line === '') continue
     const event = JSON.parse(line) as { row?: [number, unknown[]]; error?: string }
     assert.equal(event.error, undefined, `${n.name}: ${line}`)

@@ -7,22 +7,28 @@
  *
  * Method: `npx tsc -b` first, so dist/ is what the bin runs. A temporary directory holds the
  * schema file and a config whose API port was free a moment before (a net server on port 0,
- * closed). The agent runs as a child process (`node packages/agent/bin/patina.js agent -c ...`)
- * until its stdout says `API at http://127.0.0.1:PORT`; each CLI call is another child process.
+ * closed). The agent runs as a child process (`node packages/agent/bin/patina.js agent -c ...`,
+ * started by agents.ts) until its stdout says `API at http://127.0.0.1:PORT`; each CLI call is
+ * another child process (agents.ts' runPatina).
  * The long-query test records the order in which the three responses complete and asserts the
  * query finished last. The agent child is killed by its PID in `after` if a test left it alive.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import {
+  buildAgent,
+  REPO_ROOT,
+  runPatina,
+  startAgent,
+  stopAgent,
+  type AgentProcess,
+  type PatinaResult,
+} from './agents.ts'
 import { freePort } from './ports.ts'
 
-const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
-const BIN = join(REPO_ROOT, 'packages/agent/bin/patina.js')
 const VERSION = (
   JSON.parse(readFileSync(join(REPO_ROOT, 'packages/agent/package.json'), 'utf8')) as {
     version: string
@@ -34,7 +40,6 @@ const LONG_QUERY =
   `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${LONG_QUERY_ROWS}) ` +
   'SELECT count(*) FROM c'
 const CLI_TIMEOUT_MS = 15_000
-const START_TIMEOUT_MS = 15_000
 const STOP_TIMEOUT_MS = 10_000
 
 const SCHEMA = 'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, x);\n'
@@ -44,39 +49,11 @@ let dir = ''
 let cfg = ''
 let schemaFile = ''
 let base = ''
-let agent: ChildProcess | null = null
-let agentOutput = ''
-
-interface CliResult {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-}
+let agent: AgentProcess | null = null
 
 /** Runs `patina ARGS` as a child process (cwd: the temp dir) and collects its output. */
-function patina(...args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
-    }, CLI_TIMEOUT_MS)
-    child.once('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.once('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr })
-    })
-  })
+function patina(...args: string[]): Promise<PatinaResult> {
+  return runPatina(dir, args, CLI_TIMEOUT_MS)
 }
 
 /** Runs a command that must succeed; returns its stdout. */
@@ -84,50 +61,6 @@ async function ok(...args: string[]): Promise<string> {
   const r = await patina(...args)
   assert.equal(r.code, 0, `patina ${args.join(' ')} failed: ${r.stderr}${r.stdout}`)
   return r.stdout
-}
-
-function startAgent(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, 'agent', '-c', cfg], {
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  agent = child
-  const ready = `patina agent: API at ${base}\n`
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`the agent did not start within ${START_TIMEOUT_MS} ms:\n${agentOutput}`))
-    }, START_TIMEOUT_MS)
-    const onData = (chunk: string): void => {
-      agentOutput += chunk
-      if (agentOutput.includes(ready)) {
-        clearTimeout(timer)
-        resolve(child)
-      }
-    }
-    child.stdout.setEncoding('utf8').on('data', onData)
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (agentOutput += chunk))
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(
-        new Error(`the agent exited (${code ?? signal ?? '?'}) before starting:\n${agentOutput}`),
-      )
-    })
-  })
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<[number | null, string | null]> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve([child.exitCode, child.signalCode])
-  }
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`the agent did not exit within ${ms} ms:\n${agentOutput}`))
-    }, ms)
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      resolve([code, signal])
-    })
-  })
 }
 
 async function postJson(path: string, body: unknown): Promise<Response> {
@@ -139,7 +72,7 @@ async function postJson(path: string, body: unknown): Promise<Response> {
 }
 
 before(async () => {
-  execFileSync('npx', ['tsc', '-b'], { cwd: REPO_ROOT, stdio: 'pipe' })
+  buildAgent()
   dir = mkdtempSync(join(tmpdir(), 'patina-e2e-'))
   schemaFile = join(dir, 'schema.sql')
   writeFileSync(schemaFile, SCHEMA)
@@ -159,15 +92,12 @@ before(async () => {
       '',
     ].join('\n'),
   )
-  await startAgent()
+  agent = { name: 'the agent', cfg, api: base, gossipPort: 0, child: null, output: '' }
+  await startAgent(agent)
 })
 
 after(async () => {
-  const child = agent
-  if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    process.kill(child.pid, 'SIGKILL')
-    await waitExit(child, STOP_TIMEOUT_MS).catch(() => undefined)
-  }
+  if (agent !== null) await stopAgent(agent, 'SIGKILL', STOP_TIMEOUT_MS).catch(() => undefined)
   if (dir !== '') rmSync(dir, { recursive: true, force: true })
 })
 
@@ -300,12 +230,11 @@ describe('e2e - the patina command', () => {
   })
 
   it('e2e - SIGTERM stops the agent with exit code 0 and closes the API', async () => {
-    const child = agent
-    assert.ok(child?.pid !== undefined)
-    process.kill(child.pid, 'SIGTERM')
-    const [code, signal] = await waitExit(child, STOP_TIMEOUT_MS)
-    assert.equal(signal, null, agentOutput)
-    assert.equal(code, 0, agentOutput)
+    const child = agent?.child
+    assert.ok(agent !== null && child?.pid !== undefined)
+    await stopAgent(agent, 'SIGTERM', STOP_TIMEOUT_MS)
+    assert.equal(child.signalCode, null, agent.output)
+    assert.equal(child.exitCode, 0, agent.output)
     await assert.rejects(fetch(`${base}/v1/health`), (err: unknown) => {
       const cause = (err as { cause?: { code?: string } }).cause
       assert.equal(cause?.code, 'ECONNREFUSED')

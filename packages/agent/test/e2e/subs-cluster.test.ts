@@ -20,6 +20,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { LineSplitter } from '@patina/protocol'
 import {
   agentConfig,
   buildAgent,
@@ -87,19 +88,12 @@ async function openStream(url: string, body: string | undefined): Promise<Ndjson
   }
   const reader = (res.body as ReadableStream<Uint8Array>).getReader()
   void (async () => {
-    const decoder = new TextDecoder()
-    let buffer = ''
+    const splitter = new LineSplitter()
     try {
       for (;;) {
         const { done, value } = await reader.read()
         if (done) break
-        buffer += decoder.decode(value, { stream: true })
-        let nl: number
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl)
-          buffer = buffer.slice(nl + 1)
-          if (line.trim() !== '') s.events.push(JSON.parse(line) as Json)
-        }
+        for (const line of splitter.push(value)) s.events.push(JSON.parse(line) as Json)
       }
       s.ended = 'the stream ended'
     } catch (err) {

@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { LineSplitter } from '@patina/protocol'
 import {
   BIN,
   buildAgent,
@@ -51,7 +52,7 @@ function run(...args: string[]): Running {
   children.add(child)
   const lines: string[] = []
   const waiters: (() => void)[] = []
-  let buffer = ''
+  const splitter = new LineSplitter()
   const r: Running = {
     child,
     lines,
@@ -78,13 +79,8 @@ function run(...args: string[]): Running {
       }
     },
   }
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    buffer += chunk
-    let nl: number
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      lines.push(buffer.slice(0, nl))
-      buffer = buffer.slice(nl + 1)
-    }
+  child.stdout.on('data', (chunk: Buffer) => {
+    lines.push(...splitter.push(chunk))
     for (const w of waiters.splice(0)) w()
   })
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (r.stderr += chunk))

@@ -2,10 +2,13 @@
  * Reading a subscription's stream without HTTP: the manager's own generator, consumed in
  * process, applied to a StreamState. For property tests, where sockets would only add time.
  */
+import { LineSplitter } from '@patina/protocol'
 import { parseJson } from '../../src/api/json.ts'
 import type { Statement } from '../../src/crdt/replica.ts'
 import type { Connection, OpenedStream, Subscriptions } from '../../src/subs/subscriptions.ts'
 import { StreamState } from './harness.ts'
+
+const encoder = new TextEncoder()
 
 export function testConnection(): Connection & { readonly abort: () => void } {
   const closed = new AbortController()
@@ -25,7 +28,7 @@ export function testConnection(): Connection & { readonly abort: () => void } {
 
 export class Follower {
   readonly state = new StreamState()
-  private buffer = ''
+  private readonly splitter = new LineSplitter()
   readonly stream: OpenedStream
 
   private constructor(stream: OpenedStream) {
@@ -49,11 +52,9 @@ export class Follower {
     while (!this.state.eoq || this.state.changeId < target) {
       const r = await this.stream.lines.next()
       if (r.done === true) throw new Error('the stream ended')
-      this.buffer += r.value
-      let nl: number
-      while ((nl = this.buffer.indexOf('\n')) >= 0) {
-        this.state.apply(parseJson(this.buffer.slice(0, nl)))
-        this.buffer = this.buffer.slice(nl + 1)
+      // The generator yields text; the splitter takes the bytes a socket would carry.
+      for (const line of this.splitter.push(encoder.encode(r.value))) {
+        this.state.apply(parseJson(line))
       }
     }
   }

@@ -13,6 +13,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { LineSplitter } from '@patina/protocol'
 import { pino } from 'pino'
 import { encodeRow, parseJson, writeTyped, type JsonValue } from '../../src/api/json.ts'
 import { buildApi, type Api } from '../../src/api/server.ts'
@@ -176,18 +177,12 @@ export function openStream(
         const pending: JsonValue[] = []
         const raw: string[] = []
         let waiter: (() => void) | null = null
-        let buffer = ''
+        const splitter = new LineSplitter()
         let done = false
         let endedResolve: () => void = () => undefined
         const ended = new Promise<void>((r) => (endedResolve = r))
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => {
-          buffer += chunk
-          let nl: number
-          while ((nl = buffer.indexOf('\n')) >= 0) {
-            const line = buffer.slice(0, nl)
-            buffer = buffer.slice(nl + 1)
-            if (line.trim() === '') continue
+        res.on('data', (chunk: Buffer) => {
+          for (const line of splitter.push(chunk)) {
             raw.push(line)
             pending.push(parseJson(line))
           }
@@ -195,11 +190,11 @@ export function openStream(
         })
         const finish = (): void => {
           // A line cut short by a closed connection is not an event.
-          if (buffer.trim() !== '' && res.complete) {
-            raw.push(buffer)
-            pending.push(parseJson(buffer))
+          const rest = splitter.end()
+          if (rest !== '' && res.complete) {
+            raw.push(rest)
+            pending.push(parseJson(rest))
           }
-          buffer = ''
           done = true
           endedResolve()
           waiter?.()
