@@ -306,7 +306,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     )
     const readers = await ReaderPool.open({
       path: file,
-      threads: config.subscriptions.readerThreads,
+      processes: config.subscriptions.readerThreads,
       maxConcurrent: config.subscriptions.readerThreads * 4,
       timeoutMs: config.subscriptions.evalTimeoutMs,
     })

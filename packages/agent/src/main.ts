@@ -190,7 +190,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
 
     const readers = await ReaderPool.open({
       path: config.db.path,
-      threads: config.db.readerThreads,
+      processes: config.db.readerThreads,
       maxConcurrent: config.api.maxConcurrentQueries,
       timeoutMs: config.api.queryTimeoutMs,
     })
@@ -202,7 +202,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     // Subscriptions evaluate in reader processes of their own: API queries cannot starve them.
     const subsReaders = await ReaderPool.open({
       path: config.db.path,
-      threads: config.subscriptions.readerThreads,
+      processes: config.subscriptions.readerThreads,
       maxConcurrent: config.subscriptions.readerThreads * SUBS_EVALS_PER_READER_MAX,
       timeoutMs: config.subscriptions.evalTimeoutMs,
     })

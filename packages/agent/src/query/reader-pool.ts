@@ -1,10 +1,10 @@
 /**
- * Read queries off the main thread. A ReaderPool keeps `threads` reader processes (children
+ * Read queries off the main thread. A ReaderPool keeps `processes` reader processes (children
  * forked from the agent), each with a read-only connection to the database the writer has
  * open in WAL mode, so a query that takes seconds stalls neither writes nor health checks nor
  * gossip.
  *
- * Why processes and not worker threads: better-sqlite3 has no interrupt, and
+ * Why processes and not worker processes: better-sqlite3 has no interrupt, and
  * `worker.terminate()` cannot stop a thread inside a SQLite step (V8 only terminates when
  * JavaScript runs): the thread keeps spinning and holding its read transaction, the terminate
  * promise never settles, and even `process.exit()` waits for it. A process ends on SIGKILL
@@ -55,7 +55,7 @@ export interface ReaderPoolOptions {
   /** The SQLite file (the writer has it open in WAL mode). */
   readonly path: string
   /** Reader processes, each with one read-only connection (`[db] reader_threads`). */
-  readonly threads?: number
+  readonly processes?: number
   /** Queries running or queued; beyond it `query()` throws OVERLOADED at once. */
   readonly maxConcurrent?: number
   /** From the moment a reader takes the query until it has read the last row; 0: no limit. */
@@ -73,7 +73,7 @@ export type QueryEvent =
 export type QueryStream = AsyncIterable<QueryEvent> & AsyncIterator<QueryEvent>
 
 export interface ReaderPoolStats {
-  readonly threads: number
+  readonly processes: number
   /** Readers running a query (or cancelling one). */
   readonly busy: number
   /** Queries waiting for a reader. */
@@ -256,7 +256,7 @@ class Query implements AsyncIterator<QueryEvent> {
 
 export class ReaderPool {
   private readonly path: string
-  private readonly threads: number
+  private readonly processes: number
   private readonly maxConcurrent: number
   private readonly timeoutMs: number
   private readonly batchRows: number
@@ -272,12 +272,12 @@ export class ReaderPool {
 
   private constructor(options: ReaderPoolOptions) {
     this.path = options.path
-    this.threads = options.threads ?? DB_READER_THREADS
+    this.processes = options.processes ?? DB_READER_THREADS
     this.maxConcurrent = options.maxConcurrent ?? API_CONCURRENT_QUERIES_MAX
     this.timeoutMs = options.timeoutMs ?? API_QUERY_TIMEOUT_MS
     this.batchRows = options.batchRows ?? READER_BATCH_ROWS
-    if (!(Number.isInteger(this.threads) && this.threads >= 1)) {
-      throw new RangeError(`threads must be a positive integer, got ${this.threads}`)
+    if (!(Number.isInteger(this.processes) && this.processes >= 1)) {
+      throw new RangeError(`processes must be a positive integer, got ${this.processes}`)
     }
     if (!(Number.isInteger(this.batchRows) && this.batchRows >= 1)) {
       throw new RangeError(`batchRows must be a positive integer, got ${this.batchRows}`)
@@ -294,7 +294,7 @@ export class ReaderPool {
   static async open(options: ReaderPoolOptions): Promise<ReaderPool> {
     const pool = new ReaderPool(options)
     const started: Promise<void>[] = []
-    for (let i = 0; i < pool.threads; i++) {
+    for (let i = 0; i < pool.processes; i++) {
       started.push(
         new Promise((resolve, reject) => {
           pool.slots.push(
@@ -364,7 +364,7 @@ export class ReaderPool {
 
   stats(): ReaderPoolStats {
     return {
-      threads: this.slots.length,
+      processes: this.slots.length,
       busy: this.slots.filter((s) => s.running !== null).length,
       queued: this.queue.length,
       replaced: this.replaced,

@@ -89,7 +89,7 @@ describe('api - error codes', () => {
 
   it('api - a query that is not read-only, or ran too long, has its code', async () => {
     expectCode(await postJson(h, '/v1/queries', 'DELETE FROM t'), 'NOT_READ_ONLY')
-    const readers = await ReaderPool.open({ path: h.file, threads: 1, timeoutMs: 50 })
+    const readers = await ReaderPool.open({ path: h.file, processes: 1, timeoutMs: 50 })
     const app = buildApi({
       replica: h.replica,
       readers,

@@ -195,7 +195,7 @@ describe('store - reader pool', () => {
   })
 
   it('store - refuses writes and internal tables; reports SQL errors with SQLite message', async () => {
-    const pool = await openPool({ threads: 1 })
+    const pool = await openPool({ processes: 1 })
     const before = tableSnapshot()
     const writes = [
       "INSERT INTO t (id, v) VALUES (7001, 'x')",
@@ -262,7 +262,7 @@ describe('store - reader pool', () => {
   })
 
   it('store - backpressure: a consumer that stops reading stops the reader', async () => {
-    const pool = await openPool({ threads: 1, batchRows: 10 })
+    const pool = await openPool({ processes: 1, batchRows: 10 })
     const before = pool.stats().batches
     const stream = pool.query('SELECT id FROM t WHERE id BETWEEN 1 AND ? ORDER BY id', [
       BigInt(SEEDED),
@@ -285,7 +285,7 @@ describe('store - reader pool', () => {
   })
 
   it('store - leaving a for-await loop early frees the reader', async () => {
-    const pool = await openPool({ threads: 1, batchRows: 10 })
+    const pool = await openPool({ processes: 1, batchRows: 10 })
     for await (const event of pool.query('SELECT id FROM t ORDER BY id')) {
       if (event.kind === 'rows') break
     }
@@ -302,7 +302,7 @@ describe('store - reader pool', () => {
   })
 
   it('store - a timeout kills the stuck reader and a fresh one takes its place', async () => {
-    const pool = await openPool({ threads: 1, timeoutMs: 300 })
+    const pool = await openPool({ processes: 1, timeoutMs: 300 })
     const stream = pool.query(ENDLESS_SQL)
     assert.equal((await nextEvent(stream)).kind, 'columns')
     await assert.rejects(stream.next(), isQueryError('TIMEOUT'))
@@ -312,7 +312,7 @@ describe('store - reader pool', () => {
   })
 
   it('store - an AbortSignal cancels a query, stuck in SQLite or paused', async () => {
-    const pool = await openPool({ threads: 1, batchRows: 10 })
+    const pool = await openPool({ processes: 1, batchRows: 10 })
 
     const stuck = new AbortController()
     const stream = pool.query(ENDLESS_SQL, undefined, stuck.signal)
@@ -338,13 +338,13 @@ describe('store - reader pool', () => {
   })
 
   it('store - more than maxConcurrent queries is OVERLOADED at once; close fails the rest', async () => {
-    const pool = await ReaderPool.open({ path, threads: 1, maxConcurrent: 2 })
+    const pool = await ReaderPool.open({ path, processes: 1, maxConcurrent: 2 })
     try {
       const running = pool.query(ENDLESS_SQL)
       const queued = pool.query(ENDLESS_SQL)
       assert.throws(() => pool.query('SELECT 1'), isQueryError('OVERLOADED'))
       assert.equal((await nextEvent(running)).kind, 'columns')
-      assert.deepEqual(pool.stats(), { threads: 1, busy: 1, queued: 1, replaced: 0, batches: 0 })
+      assert.deepEqual(pool.stats(), { processes: 1, busy: 1, queued: 1, replaced: 0, batches: 0 })
 
       // A queued query that is dropped frees its place at once.
       await queued.return?.()
@@ -363,7 +363,7 @@ describe('store - reader pool', () => {
   })
 
   it('store - readers see writes committed after the pool opened', async () => {
-    const pool = await openPool({ threads: 1 })
+    const pool = await openPool({ processes: 1 })
     assert.deepEqual(await rows(pool, 'SELECT v FROM t WHERE id = 6001'), [])
     replica.transaction([{ sql: "INSERT INTO t (id, v) VALUES (6001, 'fresh')" }])
     assert.deepEqual(await rows(pool, 'SELECT v FROM t WHERE id = 6001'), [['fresh']])

@@ -85,11 +85,11 @@ export async function openSubsApi(options: HarnessOptions = {}): Promise<SubsHar
       dir,
       'test config',
     )
-    const readers = await ReaderPool.open({ path: file, threads: 1 })
+    const readers = await ReaderPool.open({ path: file, processes: 1 })
     undo.push(() => readers.close())
     const subsReaders = await ReaderPool.open({
       path: file,
-      threads: config.subscriptions.readerThreads,
+      processes: config.subscriptions.readerThreads,
       timeoutMs: config.subscriptions.evalTimeoutMs,
     })
     undo.push(() => subsReaders.close())
