@@ -60,7 +60,8 @@ async function oneRun(
     const others = agents.filter((a) => a !== victim)
     progress(`formation ${(formationMs / 1000).toFixed(1)} s; kill -9 ${victim.name}`)
     const killedAt = performance.now()
-    process.kill(victim.pid, 'SIGKILL')
+    // SIGKILL now (the call sends it before it first waits); resolves once the victim is gone.
+    const killed = victim.kill()
     const suspect = new Map<Agent, number>()
     const down = new Map<Agent, number>()
     while (down.size < others.length) {
@@ -82,6 +83,7 @@ async function oneRun(
       )
       await sleep(Math.max(0, POLL_MS - (performance.now() - pollAt)))
     }
+    await killed
     return {
       formationMs,
       suspectMs: others.map((a) => suspect.get(a) ?? null),

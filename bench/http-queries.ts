@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { READER_CACHE_SIZE_KIB } from '../packages/agent/src/config/defaults.ts'
 import { openDb } from '../packages/agent/src/store/open-db.ts'
+import { startAgent } from './lib/agents.ts'
 import {
   fmtInt,
   fmtMs,
@@ -29,8 +30,8 @@ import {
   clientProgress,
   HttpClient,
   loadAverage,
+  httpAgentSpec,
   runClientProcess,
-  startAgentProcess,
 } from './lib/http.ts'
 
 /** Rows of the result: 100,000 (10,000 with BENCH_QUICK=1). */
@@ -128,7 +129,9 @@ async function measure(job: unknown): Promise<Pass[]> {
   const { dir } = job as QueriesJob
   const passes: Pass[] = []
   for (let r = 0; r < REPEATS; r++) {
-    const agent = await startAgentProcess(join(dir, `http-queries-agent-${r}`), 'normal')
+    const agent = await startAgent(
+      await httpAgentSpec(join(dir, `http-queries-agent-${r}`), 'normal'),
+    )
     const client = new HttpClient(agent.url, 1)
     try {
       const seedStart = performance.now()

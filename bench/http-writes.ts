@@ -8,12 +8,14 @@
  * package) so that it does not share an event loop with the load generator. The load
  * generator is a second child process (this file run with CLIENT_FLAG) because the benchmark
  * runner is synchronous: `run()` waits for it with spawnSync and turns its JSON into tables.
- * The harness for both is bench/lib/http.ts.
+ * The harness for both is bench/lib/http.ts; the agent and the floor server are started by
+ * bench/lib/agents.ts.
  */
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { openDb, type Synchronous } from '../packages/agent/src/store/open-db.ts'
+import { startAgent, startServerProcess, type ServerProcess } from './lib/agents.ts'
 import {
   fmtInt,
   fmtMs,
@@ -39,10 +41,8 @@ import {
   HttpClient,
   loadAverage,
   percentile,
+  httpAgentSpec,
   runClientProcess,
-  startAgentProcess,
-  startServerProcess,
-  type ServerProcess,
 } from './lib/http.ts'
 
 /** Transactions of the single-client run: 5,000 (500 with BENCH_QUICK=1). */
@@ -88,7 +88,9 @@ async function startFloorServer(dir: string): Promise<ServerProcess> {
     })
     process.on('SIGTERM', () => { server.close(); server.closeAllConnections() })
   `
-  return startServerProcess('the node:http floor server', ['--input-type=module', '-e', code], dir)
+  return startServerProcess('the node:http floor server', ['--input-type=module', '-e', code], {
+    cwd: dir,
+  })
 }
 
 // ------------------------------------------------------------------------------ measurement
@@ -271,7 +273,7 @@ async function agentPass(
   dir: string,
   synchronous: Synchronous,
 ): Promise<{ sequential: HttpRun; concurrent: HttpRun }> {
-  const agent = await startAgentProcess(dir, synchronous)
+  const agent = await startAgent(await httpAgentSpec(dir, synchronous))
   try {
     return await httpPass(agent)
   } finally {

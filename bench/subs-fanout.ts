@@ -31,6 +31,7 @@
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import { join } from 'node:path'
+import { LineSplitter } from '@patina/protocol'
 import {
   clusterSpecs,
   describeSettings,
@@ -81,7 +82,8 @@ class Client {
   error: string | null = null
   lastChange: number | null = null
   readonly arrivals: Map<number, number> | null
-  private buffer = ''
+  /** Splits the stream of a sampled client (the others only count newlines). */
+  private readonly splitter = new LineSplitter()
   private req: http.ClientRequest | null = null
 
   constructor(sampled: boolean) {
@@ -122,7 +124,7 @@ class Client {
             if (this.error === null && chunk.includes('"error"')) {
               this.error = chunk.toString('utf8').slice(0, 300)
             }
-            if (this.arrivals !== null) this.parse(chunk.toString('utf8'), at)
+            if (this.arrivals !== null) this.parse(chunk, at)
           })
           res.once('error', (err) => {
             this.error ??= String(err)
@@ -142,12 +144,8 @@ class Client {
     })
   }
 
-  private parse(text: string, at: number): void {
-    this.buffer += text
-    let nl: number
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl)
-      this.buffer = this.buffer.slice(nl + 1)
+  private parse(chunk: Buffer, at: number): void {
+    for (const line of this.splitter.push(chunk)) {
       const e = JSON.parse(line) as {
         eoq?: { change_id: number }
         change?: [string, number, [number, string], number]

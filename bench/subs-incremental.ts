@@ -31,6 +31,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
+import { LineSplitter } from '@patina/protocol'
 import { pino } from 'pino'
 import { parseConfig } from '../packages/agent/src/config/load-config.ts'
 import { Replica } from '../packages/agent/src/crdt/replica.ts'
@@ -159,12 +160,7 @@ async function withDeadline<T>(promise: Promise<T>, deadline: number): Promise<T
   }
 }
 
-/** Change lines in an NDJSON chunk. */
-function changeLines(chunk: string): number {
-  let n = 0
-  for (const line of chunk.split('\n')) if (line.startsWith('{"change":')) n++
-  return n
-}
+const encoder = new TextEncoder()
 
 async function measureShape(
   shape: Shape,
@@ -191,12 +187,14 @@ async function measureShape(
   const firstEvalMs = performance.now() - firstStarted
   const mode = subs.list().find((s) => s.id === opened.id)?.mode ?? '?'
   if (mode !== shape.mode) throw new Error(`${shape.name}: planned ${mode}, not ${shape.mode}`)
+  // The stream comes as text chunks; the splitter takes the bytes a socket would carry.
+  const splitter = new LineSplitter()
   // columns, then eoq.
-  let head = ''
-  while (!head.includes('"eoq"')) {
+  let eoq = false
+  while (!eoq) {
     const next = await lines.next()
     if (next.done === true) throw new Error(`${shape.name}: the stream ended before eoq`)
-    head += next.value
+    eoq = splitter.push(encoder.encode(next.value)).some((line) => line.startsWith('{"eoq":'))
   }
   progress(
     `${shape.name}: ${fmtInt(resultRows)} result rows, first evaluation ${fmtInt(firstEvalMs)} ms`,
@@ -225,8 +223,10 @@ async function measureShape(
       const next = await withDeadline(lines.next(), deadline)
       if (next === null) throw new Error(`${shape.name}: no event within ${EVENT_TIMEOUT_MS} ms`)
       if (next.done === true) throw new Error(`${shape.name}: the stream ended`)
-      if (next.value.includes('"error"')) throw new Error(`${shape.name}: ${next.value}`)
-      seen += changeLines(next.value)
+      for (const line of splitter.push(encoder.encode(next.value))) {
+        if (line.startsWith('{"error":')) throw new Error(`${shape.name}: ${line}`)
+        if (line.startsWith('{"change":')) seen++
+      }
     }
     if (seen !== shape.eventsPerChange) {
       throw new Error(

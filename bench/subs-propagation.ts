@@ -19,6 +19,7 @@
 import { watch, type FSWatcher } from 'node:fs'
 import http from 'node:http'
 import { join } from 'node:path'
+import { LineSplitter } from '@patina/protocol'
 import type Database from 'better-sqlite3'
 import {
   clusterSpecs,
@@ -96,17 +97,12 @@ function subscribe(
           res.resume()
           return
         }
-        let buffer = ''
+        const splitter = new LineSplitter()
         let lastChange: number | null = null
         let resolved = false
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => {
+        res.on('data', (chunk: Buffer) => {
           const at = performance.now()
-          buffer += chunk
-          let nl: number
-          while ((nl = buffer.indexOf('\n')) >= 0) {
-            const line = buffer.slice(0, nl)
-            buffer = buffer.slice(nl + 1)
+          for (const line of splitter.push(chunk)) {
             const e = JSON.parse(line) as {
               eoq?: { change_id: number }
               change?: [string, number, [number, string], number]

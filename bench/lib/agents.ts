@@ -1,12 +1,14 @@
 /**
- * Real `patina agent` processes for the cluster benchmarks: config files, start and stop by PID,
- * membership polling, Prometheus scrapes, and read-only SQLite connections to each agent's file.
+ * Real `patina agent` processes for the benchmarks (the cluster ones and the HTTP ones): config
+ * files, start and stop by PID, membership polling, Prometheus scrapes, and read-only SQLite
+ * connections to each agent's file. The one agent launcher of the benchmarks.
  *
  * Every agent is a child process of the built bin (`node packages/agent/bin/patina.js agent -c
  * <config>`), optionally inside a network namespace (`ip netns exec <ns> node ...`, which execs
- * node in place, so the child's PID is the agent's). An agent is ready when it prints its
- * `API at http://...` line. Agents started here and not yet exited are remembered, and SIGKILLed
- * by PID if this process exits without stopping them (an interrupted run).
+ * node in place, so the child's PID is the agent's). A server process (an agent, or the HTTP
+ * benchmarks' bare node:http floor) is ready when it prints its `API at http://...` line.
+ * Servers started here and not yet exited are remembered, and SIGKILLed by PID if this process
+ * exits without stopping them (an interrupted run).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -32,14 +34,17 @@ import type { HttpClient } from './http.ts'
 const AGENT_BIN = fileURLToPath(new URL('../../packages/agent/bin/patina.js', import.meta.url))
 const AGENT_DIST = fileURLToPath(new URL('../../packages/agent/dist/cli/main.js', import.meta.url))
 const START_TIMEOUT_MS = 30_000
-const STOP_TIMEOUT_MS = 10_000
+/** A stop is SIGTERM, then SIGKILL after this long. */
+const STOP_TIMEOUT_MS = 15_000
 /** Set to a directory to write a V8 CPU profile of every agent process there. */
 const PROFILE_DIR = process.env['BENCH_AGENT_PROF']
 /** Characters of an agent's output kept for error messages. */
 const OUTPUT_TAIL_CHARS = 4000
 
-/** The schema every cluster-benchmark agent loads: the engine benchmarks' table `t`. */
-export const CLUSTER_SCHEMA_SQL = `${TABLE_SQL};\n`
+/** The schema every benchmark agent loads: the engine benchmarks' table `t`. */
+export const AGENT_SCHEMA_SQL = `${TABLE_SQL};\n`
+/** The line a server prints once it listens; group 1 is its URL. */
+const READY_LINE = /API at (http:\/\/\S+)\r?\n/
 
 /** A TOML value of the configs written here. */
 export type TomlValue = string | number | boolean | readonly string[]
@@ -89,25 +94,36 @@ export interface AgentSpec {
   /** host:port of gossip (membership and replication). */
   readonly gossipAddr: string
   readonly bootstrap: readonly string[]
+  /**
+   * `[db] reader_threads`: 1 unless given (the cluster benchmarks run several agents on one
+   * machine); null leaves the key out, so the agent's default applies (the HTTP benchmarks).
+   */
+  readonly readerThreads?: number | null
   /** Extra config sections (merged over the base config). */
   readonly settings?: TomlSections
   /** Run inside this network namespace (`ip netns exec`). */
   readonly netns?: string
 }
 
-export interface Agent {
-  readonly spec: AgentSpec
+/** A server (an agent, or another one for comparison) running as a child process. */
+export interface ServerProcess {
   readonly name: string
-  /** `http://host:port` */
-  readonly api: string
-  readonly gossip: string
-  readonly dbPath: string
+  /** Where it listens, from its `API at http://...` line. */
+  readonly url: URL
   readonly pid: number
   running(): boolean
   /** SIGTERM to this PID, SIGKILL after a grace period; resolves once it has exited. */
   stop(): Promise<void>
   /** SIGKILL to this PID; resolves once it has exited. */
   kill(): Promise<void>
+}
+
+export interface Agent extends ServerProcess {
+  readonly spec: AgentSpec
+  /** `http://host:port` */
+  readonly api: string
+  readonly gossip: string
+  readonly dbPath: string
 }
 
 const live = new Map<number, ChildProcess>()
@@ -128,6 +144,96 @@ export function liveAgentPids(): number[] {
   return [...live.keys()]
 }
 
+/**
+ * Starts `node <args>` in `cwd` (inside `netns` if given) and waits for its `API at http://...`
+ * line on stdout. A server that exits later without being stopped through its handle is
+ * reported on stderr (the next request fails; this says why).
+ */
+export async function startServerProcess(
+  name: string,
+  args: readonly string[],
+  options: { readonly cwd: string; readonly netns?: string },
+): Promise<ServerProcess> {
+  const [command, argv] =
+    options.netns === undefined
+      ? [process.execPath, args]
+      : ['ip', ['netns', 'exec', options.netns, process.execPath, ...args]]
+  const child = spawn(command, argv, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  const pid = child.pid
+  if (pid !== undefined) {
+    installExitHook()
+    live.set(pid, child)
+  }
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      if (pid !== undefined) live.delete(pid)
+      resolve()
+    })
+  })
+  // The last of its output, for error messages; stdout is read to the end so it never blocks.
+  let tail = ''
+  const remember = (chunk: string): void => {
+    tail = (tail + chunk).slice(-OUTPUT_TAIL_CHARS)
+  }
+  child.stderr.setEncoding('utf8').on('data', remember)
+  child.stdout.setEncoding('utf8')
+  let ready = false
+  let stopping = false
+  const running = (): boolean => child.exitCode === null && child.signalCode === null
+  const stopWith = async (signal: NodeJS.Signals): Promise<void> => {
+    stopping = true
+    if (pid === undefined || !running()) return
+    process.kill(pid, signal)
+    const timer = setTimeout(() => {
+      if (running()) process.kill(pid, 'SIGKILL')
+    }, STOP_TIMEOUT_MS)
+    await exited
+    clearTimeout(timer)
+  }
+  try {
+    const url = await new Promise<URL>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`${name} did not start within ${START_TIMEOUT_MS} ms:\n${tail}`))
+      }, START_TIMEOUT_MS)
+      let out = ''
+      child.stdout.on('data', (chunk: string) => {
+        remember(chunk)
+        if (ready) return
+        out = (out + chunk).slice(-OUTPUT_TAIL_CHARS)
+        const match = READY_LINE.exec(out)
+        if (match?.[1] === undefined) return
+        ready = true
+        clearTimeout(timer)
+        resolve(new URL(match[1]))
+      })
+      child.once('error', (err) => {
+        clearTimeout(timer)
+        reject(err)
+      })
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        if (!ready) {
+          reject(new Error(`${name} exited (${String(code ?? signal)}) at start:\n${tail || '-'}`))
+        } else if (!stopping) {
+          process.stderr.write(`  · ${name} ${String(pid)} exited (${String(code ?? signal)})\n`)
+        }
+      })
+    })
+    if (pid === undefined) throw new Error(`${name} has no pid`)
+    return {
+      name,
+      url,
+      pid,
+      running,
+      stop: () => stopWith('SIGTERM'),
+      kill: () => stopWith('SIGKILL'),
+    }
+  } catch (err) {
+    await stopWith('SIGKILL')
+    throw err
+  }
+}
+
 /** Writes the agent's config and schema (checked by the agent's own parser) and starts it. */
 export async function startAgent(spec: AgentSpec): Promise<Agent> {
   if (!existsSync(AGENT_DIST)) {
@@ -137,90 +243,34 @@ export async function startAgent(spec: AgentSpec): Promise<Agent> {
   const dbPath = join(spec.dir, 'state.db')
   const schemaPath = join(spec.dir, 'schema.sql')
   const configPath = join(spec.dir, 'config.toml')
-  writeFileSync(schemaPath, CLUSTER_SCHEMA_SQL)
+  writeFileSync(schemaPath, AGENT_SCHEMA_SQL)
+  const readerThreads = spec.readerThreads === undefined ? 1 : spec.readerThreads
   const base: TomlSections = {
-    db: { path: dbPath, schema_paths: [schemaPath], reader_threads: 1 },
+    db: {
+      path: dbPath,
+      schema_paths: [schemaPath],
+      ...(readerThreads === null ? {} : { reader_threads: readerThreads }),
+    },
     api: { addr: spec.apiAddr },
     gossip: { addr: spec.gossipAddr, bootstrap: spec.bootstrap },
     log: { format: 'json' },
   }
   const toml = renderToml(base, spec.settings ?? {})
+  // The same parser as the agent: a bad config fails here, with the key named.
   parseConfig(toml, spec.dir, configPath)
   writeFileSync(configPath, toml)
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR]
-  const args = [...profile, AGENT_BIN, 'agent', '-c', configPath]
-  const child =
-    spec.netns === undefined
-      ? spawn(process.execPath, args, { cwd: spec.dir, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('ip', ['netns', 'exec', spec.netns, process.execPath, ...args], {
-          cwd: spec.dir,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-  const pid = child.pid
-  if (pid === undefined) throw new Error(`${spec.name} did not start`)
-  installExitHook()
-  live.set(pid, child)
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      live.delete(pid)
-      resolve()
-    })
-  })
-  const running = (): boolean => child.exitCode === null && child.signalCode === null
-  const stopWith = async (signal: NodeJS.Signals): Promise<void> => {
-    if (!running()) return
-    process.kill(pid, signal)
-    const timer = setTimeout(() => {
-      if (running()) process.kill(pid, 'SIGKILL')
-    }, STOP_TIMEOUT_MS)
-    await exited
-    clearTimeout(timer)
+  const server = await startServerProcess(
+    spec.name,
+    [...profile, AGENT_BIN, 'agent', '-c', configPath],
+    { cwd: spec.dir, ...(spec.netns === undefined ? {} : { netns: spec.netns }) },
+  )
+  const api = `http://${spec.apiAddr}`
+  if (server.url.origin !== new URL(api).origin) {
+    await server.kill()
+    throw new Error(`${spec.name} listens at ${server.url.href}, not at ${api}`)
   }
-  const agent: Agent = {
-    spec,
-    name: spec.name,
-    api: `http://${spec.apiAddr}`,
-    gossip: spec.gossipAddr,
-    dbPath,
-    pid,
-    running,
-    stop: () => stopWith('SIGTERM'),
-    kill: () => stopWith('SIGKILL'),
-  }
-  let tail = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    tail = (tail + chunk).slice(-OUTPUT_TAIL_CHARS)
-  })
-  const ready = `API at ${agent.api}`
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new Error(`${spec.name} did not start within ${START_TIMEOUT_MS} ms:\n${tail}`))
-      }, START_TIMEOUT_MS)
-      let out = ''
-      // stdout is read to the end (never left to fill its pipe).
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        if (out.includes(ready)) return
-        out = (out + chunk).slice(-OUTPUT_TAIL_CHARS)
-        if (out.includes(ready)) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-      child.once('error', (err) => {
-        clearTimeout(timer)
-        reject(err)
-      })
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer)
-        reject(new Error(`${spec.name} exited (${String(code ?? signal)}) at start:\n${tail}`))
-      })
-    })
-  } catch (err) {
-    await agent.kill()
-    throw err
-  }
-  return agent
+  return { ...server, spec, api, gossip: spec.gossipAddr, dbPath }
 }
 
 export interface ClusterOptions {

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs'
 import http from 'node:http'
 import { join } from 'node:path'
+import { LineSplitter } from '@patina/protocol'
 import { connect, type KV, type NatsConnection } from 'nats'
 import { pickPort, sleep } from './agents.ts'
 
@@ -173,17 +174,10 @@ function watchStream(
     method: 'POST',
     headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
   })
-  let pending = ''
+  const splitter = new LineSplitter()
   req.on('response', (res) => {
-    res.setEncoding('utf8')
-    res.on('data', (chunk: string) => {
-      pending += chunk
-      let nl = pending.indexOf('\n')
-      while (nl >= 0) {
-        const line = pending.slice(0, nl).trim()
-        pending = pending.slice(nl + 1)
-        nl = pending.indexOf('\n')
-        if (line === '') continue
+    res.on('data', (chunk: Buffer) => {
+      for (const line of splitter.push(chunk)) {
         const msg = JSON.parse(line) as {
           result?: { created?: boolean; events?: readonly WatchEvent[] }
         }

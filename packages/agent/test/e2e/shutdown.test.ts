@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os'
 import type { ReadableStreamReadResult } from 'node:stream/web'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { LineSplitter } from '@patina/protocol'
 import { SHUTDOWN_GRACE_MS } from '../../src/config/defaults.ts'
 import { agentConfig, buildAgent, startAgent, waitExit, type AgentProcess } from './agents.ts'
 import { freePorts } from './ports.ts'
@@ -97,15 +98,15 @@ async function subscribe(n: AgentProcess): Promise<{ lines: string[]; abort: () 
   assert.equal(res.status, 200)
   assert.ok(res.body !== null)
   const reader = res.body.getReader()
-  const decoder = new TextDecoder()
-  let text = ''
-  while (!text.includes('"eoq"')) {
+  const splitter = new LineSplitter()
+  const lines: string[] = []
+  while (!lines.some((l) => l.startsWith('{"eoq":'))) {
     const chunk: ReadableStreamReadResult<Uint8Array> = await reader.read()
-    assert.equal(chunk.done, false, `the stream ended before eoq: ${text}`)
-    text += decoder.decode(chunk.value, { stream: true })
+    assert.equal(chunk.done, false, `the stream ended before eoq: ${lines.join('\n')}`)
+    lines.push(...splitter.push(chunk.value))
   }
   return {
-    lines: text.split('\n').filter((l) => l !== ''),
+    lines,
     abort: () => {
       abort.abort()
     },
