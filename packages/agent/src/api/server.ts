@@ -122,7 +122,8 @@ export function buildApi(deps: ApiDeps) {
     // Per-request lines would drown the log; metrics count requests. Errors are still logged.
     loggerInstance: deps.logger.child({ subsystem: 'api' }, { level: 'warn' }),
     bodyLimit: config.api.maxBodyBytes,
-    return503OnClosing: true,
+    // While closing, requests still get the API's own 503 (AGENT_CLOSING, with its code), below.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   })
   // Node 20's `server.close()` closes kept-alive connections between requests, but not those
@@ -160,6 +161,11 @@ export function buildApi(deps: ApiDeps) {
   })
 
   app.addHook('onRequest', async (req, reply) => {
+    if (closing) {
+      reply.header('connection', 'close')
+      await sendError(reply, 'AGENT_CLOSING', 'the agent is shutting down; retry on another agent')
+      return reply
+    }
     const token = config.api.bearerToken
     if (token !== null && !bearerMatches(req.headers.authorization, token)) {
       metrics.rejected.inc({ reason: 'unauthorized' })

@@ -13,6 +13,9 @@
  * when the agent closes.
  */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { ERROR_CODES, statusOf, type ErrorCode } from '@patina/protocol'
 import { pino } from 'pino'
@@ -244,6 +247,47 @@ describe('api - error codes of subscriptions and update streams', () => {
       assert.equal(last.error, 'the agent is shutting down; resume with from=0')
     } finally {
       await s.close()
+    }
+  })
+})
+
+describe('api - a closing agent', () => {
+  it('api - a request that arrives while the API closes gets 503 AGENT_CLOSING with its code', async () => {
+    const h = await openApi()
+    try {
+      const address = h.app.server.address()
+      assert.ok(address !== null && typeof address === 'object')
+      const socket = connect(address.port, '127.0.0.1')
+      await once(socket, 'connect')
+      // Half a request before the close starts (so the connection is not idle), the rest after.
+      socket.write('POST /v1/transactions HTTP/1.1\r\nHost: patina\r\n')
+      await sleep(50)
+      const closed = h.app.close()
+      const body = '["INSERT INTO t (id) VALUES (1)"]'
+      socket.write(
+        `content-type: application/json\r\ncontent-length: ${String(body.length)}\r\n\r\n${body}`,
+      )
+      let text = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk: string) => {
+        text += chunk
+      })
+      await once(socket, 'close')
+      await closed
+      const [head = '', payload = ''] = text.split('\r\n\r\n')
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1])
+      const retryAfter = /\r\nretry-after: (\d+)/i.exec(head)?.[1]
+      expectCode(
+        { statusCode: status, body: payload, headers: { 'retry-after': retryAfter } },
+        'AGENT_CLOSING',
+      )
+      assert.deepEqual(
+        h.replica.query('SELECT count(*) AS n FROM t'),
+        [{ n: 0n }],
+        'nothing was written',
+      )
+    } finally {
+      await h.close()
     }
   })
 })
