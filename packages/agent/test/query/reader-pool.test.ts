@@ -113,8 +113,8 @@ function tableSnapshot(): unknown {
   return replica.query('SELECT * FROM t ORDER BY id')
 }
 
-describe('store - reader pool', () => {
-  it('store - streams columns, then rows in batches, then end, with exact values', async () => {
+describe('query - reader pool', () => {
+  it('query - streams columns, then rows in batches, then end, with exact values', async () => {
     const big = 2n ** 53n + 1n
     const blob = new Uint8Array([0, 1, 127, 128, 255])
     replica.transaction([
@@ -166,7 +166,7 @@ describe('store - reader pool', () => {
     assert.ok(all.batchSizes.every((n) => n === 2))
   })
 
-  it('store - a multi-second query does not hold up a write on the main thread', async () => {
+  it('query - a multi-second query does not hold up a write on the main thread', async () => {
     const pool = await openPool()
     const order: string[] = []
     const stream = pool.query(LONG_SQL)
@@ -194,7 +194,7 @@ describe('store - reader pool', () => {
     assert.equal(count, LONG_COUNT)
   })
 
-  it('store - refuses writes and internal tables; reports SQL errors with SQLite message', async () => {
+  it('query - refuses writes and internal tables; reports SQL errors with SQLite message', async () => {
     const pool = await openPool({ processes: 1 })
     const before = tableSnapshot()
     const writes = [
@@ -261,7 +261,7 @@ describe('store - reader pool', () => {
     ])
   })
 
-  it('store - backpressure: a consumer that stops reading stops the reader', async () => {
+  it('query - backpressure: a consumer that stops reading stops the reader', async () => {
     const pool = await openPool({ processes: 1, batchRows: 10 })
     const before = pool.stats().batches
     const stream = pool.query('SELECT id FROM t WHERE id BETWEEN 1 AND ? ORDER BY id', [
@@ -284,7 +284,7 @@ describe('store - reader pool', () => {
     assert.equal(pool.stats().batches - before, SEEDED / 10)
   })
 
-  it('store - leaving a for-await loop early frees the reader', async () => {
+  it('query - leaving a for-await loop early frees the reader', async () => {
     const pool = await openPool({ processes: 1, batchRows: 10 })
     for await (const event of pool.query('SELECT id FROM t ORDER BY id')) {
       if (event.kind === 'rows') break
@@ -301,7 +301,7 @@ describe('store - reader pool', () => {
     assert.equal(pool.stats().replaced, 0, 'a paused query is cancelled without terminating')
   })
 
-  it('store - a timeout kills the stuck reader and a fresh one takes its place', async () => {
+  it('query - a timeout kills the stuck reader and a fresh one takes its place', async () => {
     const pool = await openPool({ processes: 1, timeoutMs: 300 })
     const stream = pool.query(ENDLESS_SQL)
     assert.equal((await nextEvent(stream)).kind, 'columns')
@@ -311,7 +311,7 @@ describe('store - reader pool', () => {
     assert.equal(pool.stats().replaced, 1)
   })
 
-  it('store - an AbortSignal cancels a query, stuck in SQLite or paused', async () => {
+  it('query - an AbortSignal cancels a query, stuck in SQLite or paused', async () => {
     const pool = await openPool({ processes: 1, batchRows: 10 })
 
     const stuck = new AbortController()
@@ -337,7 +337,7 @@ describe('store - reader pool', () => {
     assert.equal(pool.stats().queued, 0)
   })
 
-  it('store - more than maxConcurrent queries is OVERLOADED at once; close fails the rest', async () => {
+  it('query - more than maxConcurrent queries is OVERLOADED at once; close fails the rest', async () => {
     const pool = await ReaderPool.open({ path, processes: 1, maxConcurrent: 2 })
     try {
       const running = pool.query(ENDLESS_SQL)
@@ -362,7 +362,7 @@ describe('store - reader pool', () => {
     }
   })
 
-  it('store - readers see writes committed after the pool opened', async () => {
+  it('query - readers see writes committed after the pool opened', async () => {
     const pool = await openPool({ processes: 1 })
     assert.deepEqual(await rows(pool, 'SELECT v FROM t WHERE id = 6001'), [])
     replica.transaction([{ sql: "INSERT INTO t (id, v) VALUES (6001, 'fresh')" }])
