@@ -16,6 +16,7 @@ import { SUBS_EVALS_PER_READER_MAX } from './subs/subs-defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
 import { Replica } from './crdt/replica.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
+import { EventLoopMonitor } from './metrics/event-loop.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
 import { createNode, type PatinaNode } from './node/create-node.ts'
@@ -198,6 +199,15 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
 
     const metrics = createAgentMetrics()
     registerStoreMetrics(metrics, replica, config.db.path)
+    const eventLoop = new EventLoopMonitor({
+      registry: metrics.registry,
+      logger,
+      clock: systemClock(),
+    })
+    eventLoop.start()
+    cleanups.push(() => {
+      eventLoop.stop()
+    })
 
     // Subscriptions evaluate in reader processes of their own: API queries cannot starve them.
     const subsReaders = await ReaderPool.open({
