@@ -28,7 +28,7 @@ import {
 import Fastify, { type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from '../config/load-config.ts'
-import { API_RETRY_AFTER_S } from '../config/defaults.ts'
+import { API_RETRY_AFTER_S, API_TIMEOUT_CHECK_INTERVAL_MS } from '../config/defaults.ts'
 import { q } from '../crdt/names.ts'
 import { type Params, type Replica } from '../crdt/replica.ts'
 import type { SqlValue } from '../crdt/values.ts'
@@ -125,6 +125,22 @@ export function buildApi(deps: ApiDeps) {
     // While closing, requests still get the API's own 503 (AGENT_CLOSING, with its code), below.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Bounds on what a client sends, never on how long a response lasts. Node 20 times a
+    // connection's head from the moment it opens, so a connection that sends nothing, or only
+    // part of a request, gets 408 and is closed after headers_timeout_ms; a request's body after
+    // request_timeout_ms; an idle kept-alive connection is closed after keep_alive_timeout_ms.
+    // Not fastify's `connectionTimeout`: a socket idle timeout would also cut a subscription or
+    // update stream that is quiet for that long, and a slow query's answer.
+    requestTimeout: config.api.requestTimeoutMs,
+    keepAliveTimeout: config.api.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.api.headersTimeoutMs,
+      requestTimeout: config.api.requestTimeoutMs,
+      connectionsCheckingInterval: Math.max(
+        1,
+        Math.min(API_TIMEOUT_CHECK_INTERVAL_MS, Math.floor(config.api.headersTimeoutMs / 4)),
+      ),
+    },
   })
   // Node 20's `server.close()` closes kept-alive connections between requests, but not those
   // that have sent nothing yet (nodejs/node#63452): an HTTP client's spare connection (Node's

@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander'
 import type { Logger } from 'pino'
-import { loadConfig } from '../config/load-config.ts'
+import { loadConfig, type ConfigWarning } from '../config/load-config.ts'
 import { createLogger } from '../log.ts'
 import { startAgent } from '../main.ts'
 import { CliError, globalOptions } from './common.ts'
@@ -17,14 +17,15 @@ export function agentCommand(): Command {
       if (opts.config === undefined) {
         throw new CliError('patina agent needs a config file: patina agent -c config.toml')
       }
-      const { config, unimplemented } = loadConfig(opts.config)
-      await runAgentUntilSignal(config, unimplemented)
+      const { config, unimplemented, warnings } = loadConfig(opts.config)
+      await runAgentUntilSignal(config, unimplemented, warnings)
     })
 }
 
 export async function runAgentUntilSignal(
   config: Parameters<typeof startAgent>[0],
   unimplemented: readonly string[],
+  warnings: readonly ConfigWarning[] = [],
 ): Promise<void> {
   const logger = createLogger(config.log)
   if (unimplemented.length > 0) {
@@ -33,6 +34,7 @@ export async function runAgentUntilSignal(
       `config keys accepted but not implemented yet: ${unimplemented.join(', ')}`,
     )
   }
+  for (const { key, message } of warnings) logger.warn({ key }, message)
   const agent = await startAgent(config, logger)
   for (const url of agent.apiUrls) process.stdout.write(`patina agent: API at ${url}\n`)
   await waitForSignal(logger)

@@ -28,6 +28,31 @@ export const API_CONCURRENT_QUERIES_MAX = 128
 /** `[api] query_timeout_ms`: a query still running after this is interrupted (0: never). */
 export const API_QUERY_TIMEOUT_MS = 60_000
 
+/**
+ * `[api] headers_timeout_ms`: a connection that has not sent a whole request head (request line
+ * and headers) this long after it opened, having sent nothing or only part of one, is answered
+ * 408 and closed. Node's `headersTimeout`; it bounds connections that never send a request.
+ */
+export const API_HEADERS_TIMEOUT_MS = 60_000
+/**
+ * `[api] request_timeout_ms`: a request whose head and body have not all arrived this long after
+ * it started is answered 408 and closed (Node's `requestTimeout`, and its default). Only the
+ * request is timed: a response may stream for as long as it lasts (subscriptions, /v1/updates,
+ * long query results). At least `headers_timeout_ms`.
+ */
+export const API_REQUEST_TIMEOUT_MS = 300_000
+/**
+ * `[api] keep_alive_timeout_ms`: a kept-alive connection idle this long after a response is
+ * closed (Node's default; Node 20 closes it about a second later still).
+ */
+export const API_KEEP_ALIVE_TIMEOUT_MS = 5_000
+/**
+ * Node checks the two timeouts above on a timer, not per connection: every this many ms (or a
+ * quarter of `headers_timeout_ms` if shorter), so a timeout fires at most this late. Node's own
+ * interval is 30 s.
+ */
+export const API_TIMEOUT_CHECK_INTERVAL_MS = 1_000
+
 /** `[db] reader_threads`: reader processes with read-only connections for /v1/queries. */
 export const DB_READER_THREADS = 2
 /**

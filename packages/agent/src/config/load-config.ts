@@ -20,8 +20,11 @@ import {
 import {
   API_BODY_BYTES_MAX,
   API_CONCURRENT_QUERIES_MAX,
+  API_HEADERS_TIMEOUT_MS,
   API_INFLIGHT_TRANSACTIONS_MAX,
+  API_KEEP_ALIVE_TIMEOUT_MS,
   API_QUERY_TIMEOUT_MS,
+  API_REQUEST_TIMEOUT_MS,
   API_STATEMENTS_MAX,
   BUFFER_CELLS_MAX,
   CHUNK_BYTES_MIN,
@@ -62,6 +65,14 @@ export interface LoadedConfig {
   readonly config: Config
   /** Corrosion keys present in the file that Patina accepts but does not implement yet. */
   readonly unimplemented: readonly string[]
+  /** Valid settings that are probably mistakes, to log at start (the agent starts anyway). */
+  readonly warnings: readonly ConfigWarning[]
+}
+
+export interface ConfigWarning {
+  /** The dotted key, as in the file: `db.schema_paths`. */
+  readonly key: string
+  readonly message: string
 }
 
 /** Corrosion keys accepted (so a Corrosion config starts) but not implemented yet. */
@@ -98,9 +109,10 @@ const CORROSION_UNIMPLEMENTED = new Set([
   'reaper',
 ])
 
-const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
-  error: 'expected "host:port" (e.g. "127.0.0.1:8080" or "[::1]:8080")',
-})
+const HOST_PORT = 'expected "host:port" (a string such as "127.0.0.1:8080" or "[::1]:8080")'
+const hostPort = z
+  .string({ error: HOST_PORT })
+  .refine((s) => parseHostPort(s) !== null, { error: HOST_PORT })
 
 export function parseHostPort(addr: string): { host: string; port: number } | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(addr)
@@ -220,13 +232,18 @@ function configSchema(baseDir: string) {
         subscriptionsPath: z.string().min(1).optional(),
       }),
       api: section({
-        addr: z.union([hostPort, z.array(hostPort).min(1)]).default(DEFAULT_API_ADDR),
+        addr: z
+          .union([hostPort, z.array(hostPort).min(1)], { error: `${HOST_PORT} or a list of them` })
+          .default(DEFAULT_API_ADDR),
         authz: z.strictObject({ 'bearer-token': z.string().min(1).optional() }).optional(),
         maxBodyBytes: positiveInt.default(API_BODY_BYTES_MAX),
         maxInflightTransactions: positiveInt.default(API_INFLIGHT_TRANSACTIONS_MAX),
         maxConcurrentQueries: positiveInt.default(API_CONCURRENT_QUERIES_MAX),
         maxStatements: positiveInt.default(API_STATEMENTS_MAX),
         queryTimeoutMs: nonNegativeInt.default(API_QUERY_TIMEOUT_MS),
+        headersTimeoutMs: positiveInt.default(API_HEADERS_TIMEOUT_MS),
+        requestTimeoutMs: positiveInt.default(API_REQUEST_TIMEOUT_MS),
+        keepAliveTimeoutMs: positiveInt.default(API_KEEP_ALIVE_TIMEOUT_MS),
       }).prefault({}),
       gossip: section({
         addr: hostPort.default(DEFAULT_GOSSIP_ADDR),
@@ -314,6 +331,7 @@ function configSchema(baseDir: string) {
  * file's own keys and units; null when none is out of order.
  */
 function inconsistency(c: {
+  api: { headersTimeoutMs: number; requestTimeoutMs: number }
   gossip: { swim: SwimOptions }
   replication: ReplicationConfig
 }): { path: string[]; message: string } | null {
@@ -325,6 +343,13 @@ function inconsistency(c: {
     ['gossip.probe_timeout_ms', s.probeTimeoutMs, 'probe_interval_ms', s.probeIntervalMs],
   ]
   const notAbove: Pair[] = [
+    // Node refuses a head timeout longer than the request's: the head is part of the request.
+    [
+      'api.headers_timeout_ms',
+      c.api.headersTimeoutMs,
+      'request_timeout_ms',
+      c.api.requestTimeoutMs,
+    ],
     ['gossip.join_retry_base_ms', s.joinRetryBaseMs, 'join_retry_max_ms', s.joinRetryMaxMs],
     ['perf.min_sync_backoff', sec(r.syncIntervalMs), 'max_sync_backoff', sec(r.syncIntervalMaxMs)],
     [
@@ -368,16 +393,134 @@ function stripUnimplemented(doc: Table, prefix = ''): string[] {
   return found
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const key = issue.path.map(String).join('.')
+/** A key as the file writes it: `api.addr`, `gossip.bootstrap[1]`. */
+function keyOf(path: readonly PropertyKey[]): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+    .join('')
+}
+
+/** What the file has, for "got ...": `the number 8080`, `the string "x"`, `a table`. */
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') {
+    const quoted = JSON.stringify(value)
+    return `the string ${quoted.length > 60 ? `${quoted.slice(0, 57)}..."` : quoted}`
+  }
+  if (typeof value === 'number' || typeof value === 'bigint') return `the number ${value}`
+  if (typeof value === 'boolean') return `the boolean ${value}`
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : 'a list'
+  if (value instanceof Date) return 'a date-time'
+  if (isTable(value)) return 'a table'
+  return String(value)
+}
+
+/** Zod's type names in the file's terms. */
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a table',
+}
+
+function bound(
+  issue: { origin: string; inclusive?: boolean },
+  limit: number | bigint,
+  side: 'min' | 'max',
+): string {
+  const n = Number(limit)
+  if (issue.origin === 'array') {
+    const count = side === 'min' ? (issue.inclusive === false ? n + 1 : n) : n
+    return `${side === 'min' ? 'at least' : 'at most'} ${count} entr${count === 1 ? 'y' : 'ies'}`
+  }
+  if (issue.origin === 'string') {
+    if (side === 'min' && n <= 1) return 'a non-empty string'
+    return `a string of ${side === 'min' ? 'at least' : 'at most'} ${n} characters`
+  }
+  const op =
+    side === 'min'
+      ? issue.inclusive === false
+        ? '>'
+        : '>='
+      : issue.inclusive === false
+        ? '<'
+        : '<='
+  return `a number ${op} ${n}`
+}
+
+/**
+ * Messages for zod's issues, in the file's terms, all of the form "expected ...": the parse's
+ * error map, so a schema's own error (the "host:port" keys) still wins. `describeIssue` adds the
+ * key and what the file has. Undefined leaves zod's message.
+ */
+function expectedOf(issue: z.core.$ZodRawIssue): string | undefined {
+  switch (issue.code) {
+    case 'invalid_type':
+      return `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}`
+    case 'too_small':
+      return `expected ${bound(issue, issue.minimum, 'min')}`
+    case 'too_big':
+      return `expected ${bound(issue, issue.maximum, 'max')}`
+    case 'invalid_value':
+      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`
+    case 'invalid_union': {
+      // No form fits at all: list the forms (each branch's first issue says what it expected).
+      const forms = issue.errors.map((branch) => branch[0]?.message.replace(/^expected /, ''))
+      return `expected ${forms.filter((f) => f !== undefined).join(' or ')}`
+    }
+    // Their own message: the schema's checks, and the key list `describeIssue` writes. The
+    // others are not raised by this schema (no formats, records, maps or multiples).
+    case 'custom':
+    case 'unrecognized_keys':
+    case 'invalid_format':
+    case 'invalid_key':
+    case 'invalid_element':
+    case 'not_multiple_of':
+      return undefined
+  }
+}
+
+/**
+ * The issue to report: for a value that fits one of a union's forms (a list, for `api.addr`) but
+ * is wrong inside, that form's own first issue, with its full path.
+ */
+function innermost(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union') return issue
+  const inside = issue.errors.map((b) => b[0]).find((b) => b !== undefined && b.path.length > 0)
+  return inside === undefined
+    ? issue
+    : innermost({ ...inside, path: [...issue.path, ...inside.path] })
+}
+
+function describeIssue(raw: z.core.$ZodIssue): string {
+  const issue = innermost(raw)
+  const key = keyOf(issue.path)
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => (key === '' ? k : `${key}.${k}`))
     return `unknown config key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}`
   }
-  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
     return `config key "${key}" is required`
   }
-  return `config key "${key}": ${issue.message}`
+  // Checks of two keys ("must not exceed ...") have their own message; the rest say what they
+  // expected, and get what the file has.
+  const got = issue.message.startsWith('expected ') ? `, got ${describeValue(issue.input)}` : ''
+  return `config key "${key}": ${issue.message}${got}`
+}
+
+/** Valid settings that are probably mistakes. */
+function warningsOf(config: Config): ConfigWarning[] {
+  const warnings: ConfigWarning[] = []
+  if (config.db.schemaPaths.length === 0) {
+    warnings.push({
+      key: 'db.schema_paths',
+      message:
+        'config key "db.schema_paths" is missing or empty: the agent starts with no tables ' +
+        '(list .sql files or directories of them, then start again or run `patina reload`)',
+    })
+  }
+  return warnings
 }
 
 // ------------------------------------------------------------------------------------ entry points
@@ -397,14 +540,15 @@ export function parseConfig(text: string, baseDir: string, source = 'config'): L
   }
   if (!isTable(doc)) throw new ConfigError(`${source}: expected a TOML document`)
   const unimplemented = stripUnimplemented(doc)
-  const result = configSchema(baseDir).safeParse(doc)
+  const result = configSchema(baseDir).safeParse(doc, { error: expectedOf, reportInput: true })
   if (!result.success) {
     const issue = result.error.issues[0]
     throw new ConfigError(
       `${source}: ${issue === undefined ? 'invalid config' : describeIssue(issue)}`,
     )
   }
-  return { config: deepFreeze(result.data), unimplemented }
+  const config = deepFreeze(result.data)
+  return { config, unimplemented, warnings: warningsOf(config) }
 }
 
 export function loadConfig(path: string): LoadedConfig {
