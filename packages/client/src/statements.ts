@@ -3,6 +3,7 @@
  * before anything is sent:
  *
  *   'SELECT 1'
+ *   ['SELECT 1']                                           (the SQL without parameters)
  *   ['SELECT * FROM t WHERE id = ?', [1]]
  *   ['SELECT * FROM t WHERE id = :id', { id: 1 }]          (names with or without their sigil)
  *   { query: 'SELECT ...', params: [...] }  or  { query: 'SELECT ...', named_params: {...} }
@@ -16,6 +17,7 @@ export type NamedParams = Readonly<Record<string, ParamValue>>
 /** One SQL statement with its parameters, in any of the agent's forms. */
 export type Statement =
   | string
+  | readonly [sql: string]
   | readonly [sql: string, params: PositionalParams | NamedParams]
   | {
       readonly query: string
@@ -24,7 +26,7 @@ export type Statement =
     }
 
 const SHAPES =
-  "a statement is 'SQL', ['SQL', [params]], ['SQL', {named}] or { query: 'SQL', params?: [...], named_params?: {...} }"
+  "a statement is 'SQL', ['SQL'], ['SQL', [params]], ['SQL', {named}] or { query: 'SQL', params?: [...], named_params?: {...} }"
 
 function sqlText(sql: unknown, where: string): string {
   if (typeof sql !== 'string') {
@@ -65,11 +67,15 @@ function namedText(params: unknown, where: string): string {
 export function encodeStatement(s: unknown, where = 'statement'): string {
   if (typeof s === 'string') return sqlText(s, where)
   if (Array.isArray(s)) {
-    if (s.length !== 2) {
-      throw new InvalidStatementError(`${where}: expected [SQL, params] with 2 elements; ${SHAPES}`)
+    if (s.length !== 1 && s.length !== 2) {
+      throw new InvalidStatementError(
+        `${where}: expected ['SQL'] or ['SQL', params], an array of 1 or 2 elements (got ${s.length}); ${SHAPES}`,
+      )
     }
     const [sql, params] = s as [unknown, unknown]
     const text = sqlText(sql, where)
+    // ['SQL'] is sent as the agent's plain "SQL" form, which Corrosion accepts too.
+    if (s.length === 1) return text
     if (Array.isArray(params)) return `[${text},${positionalText(params, where)}]`
     if (isPlainObject(params)) return `[${text},${namedText(params, where)}]`
     throw new InvalidStatementError(

@@ -136,6 +136,39 @@ describe('client - against a real agent', () => {
     )
   })
 
+  it("client - ['SQL'] is a statement without parameters in transaction, query and subscribe", async () => {
+    // docs/client.md's first example writes ["UPDATE ... WHERE id = 'h1'"] like this.
+    const c = client({ url: a.url })
+    const one = await c.transaction([["INSERT INTO t (id, v) VALUES (4242, 'one element')"]])
+    assert.deepEqual(
+      one.results.map((r) => r.rowsAffected),
+      [1],
+    )
+    const mixed = await c.transaction([
+      ['INSERT INTO t (id, v) VALUES (?, ?)', [4243, 'two elements']],
+      ["UPDATE t SET v = 'updated' WHERE id = 4242"],
+    ])
+    assert.deepEqual(
+      mixed.results.map((r) => r.rowsAffected),
+      [1, 1],
+    )
+    const rows: unknown[] = []
+    for await (const row of c.query(['SELECT id, v FROM t WHERE id IN (4242, 4243) ORDER BY id'])) {
+      rows.push(row)
+    }
+    assert.deepEqual(rows, [
+      { id: 4242, v: 'updated' },
+      { id: 4243, v: 'two elements' },
+    ])
+    await using sub = await c.subscribe<{ id: number }>(['SELECT id FROM t WHERE id = 4242'])
+    const events: string[] = []
+    for await (const event of sub) {
+      events.push(event.type === 'row' ? `row ${event.row.id}` : event.type)
+      if (event.type === 'eoq') break
+    }
+    assert.deepEqual(events, ['columns', 'row 4242', 'eoq'])
+  })
+
   it("client - integers: 'bigint' gives every INTEGER as a bigint and keeps REALs numbers", async () => {
     const c = client({ url: a.url, integers: 'bigint' })
     const rows = []

@@ -116,8 +116,9 @@ describe('values - encoding', () => {
     }
   })
 
-  it('statements - the four forms are written as the agent reads them', () => {
+  it('statements - the forms are written as the agent reads them ([SQL] as plain SQL)', () => {
     assert.equal(encodeStatement('SELECT 1'), '"SELECT 1"')
+    assert.equal(encodeStatement(['SELECT 1']), '"SELECT 1"')
     assert.equal(encodeStatement(['SELECT ?', [1n, 'a']]), '["SELECT ?",[1,"a"]]')
     assert.equal(encodeStatement(['SELECT :a', { ':a': real(2) }]), '["SELECT :a",{":a":2.0}]')
     assert.equal(
@@ -136,7 +137,11 @@ describe('values - encoding', () => {
       [[], /at least one statement/],
       ['SELECT 1', /takes an array of statements/],
       [[42], /statement 1: a statement is/],
-      [['ok', ['SQL']], /statement 2: expected \[SQL, params\] with 2 elements/],
+      [
+        ['ok', []],
+        /statement 2: expected \['SQL'\] or \['SQL', params\], an array of 1 or 2 elements/,
+      ],
+      [[['SELECT ?', [1], 2]], /statement 1: .* 1 or 2 elements \(got 3\)/],
       [[['  ', []]], /statement 1: the SQL is empty/],
       [[['SELECT ?', 1]], /params must be an array or a plain object/],
       [[{ query: 'x', params: [], named_params: {} }], /not both/],

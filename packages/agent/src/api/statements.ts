@@ -1,7 +1,9 @@
 /**
- * Turns a `/v1/transactions` or `/v1/queries` body into engine statements. Accepts Corrosion's
- * four statement forms:
+ * Turns a `/v1/transactions`, `/v1/queries` or `/v1/subscriptions` body into engine statements.
+ * Accepts Corrosion's four statement forms, plus `["SQL"]` (the SQL without parameters, as people
+ * write it next to the other array forms; Corrosion itself refuses it):
  *   "SQL"
+ *   ["SQL"]
  *   ["SQL", [params...]]
  *   ["SQL", {"name": value}]          (names with or without their sigil: "id", ":id", "@id", "$id")
  *   {"query": "SQL", "params": [...], "named_params": {...}}
@@ -66,16 +68,19 @@ function sqlText(v: JsonValue, where: string): string {
 }
 
 const SHAPES =
-  'a statement is "SQL", ["SQL", [params]], ["SQL", {named params}] or {"query": "SQL", "params": [...], "named_params": {...}}'
+  'a statement is "SQL", ["SQL"], ["SQL", [params]], ["SQL", {named params}] or {"query": "SQL", "params": [...], "named_params": {...}}'
 
 export function toStatement(v: JsonValue, where: string): Statement {
   if (typeof v === 'string') return { sql: sqlText(v, where) }
   if (Array.isArray(v)) {
-    if (v.length !== 2) {
-      throw new StatementShapeError(`${where}: expected [SQL, params] with 2 elements; ${SHAPES}`)
+    if (v.length !== 1 && v.length !== 2) {
+      throw new StatementShapeError(
+        `${where}: expected ["SQL"] or ["SQL", params], an array of 1 or 2 elements (got ${v.length}); ${SHAPES}`,
+      )
     }
-    const [sql, params] = v as [JsonValue, JsonValue]
+    const [sql, params] = v as [JsonValue, JsonValue | undefined]
     const text = sqlText(sql, where)
+    if (params === undefined) return { sql: text } // ["SQL"]: JSON has no undefined element
     if (Array.isArray(params)) return { sql: text, params: positional(params, where) }
     if (isObject(params)) return { sql: text, params: named(params, where) }
     throw new StatementShapeError(`${where}: params must be an array or an object; ${SHAPES}`)

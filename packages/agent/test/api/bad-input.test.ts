@@ -209,12 +209,12 @@ const CASES: Case[] = [
     failedTx: true,
   },
   {
-    name: 'array without params',
+    name: 'array without SQL',
     url: TX,
-    payload: '[["SELECT 1"]]',
+    payload: '[[]]',
     status: 400,
     code: 'INVALID_BODY',
-    error: /2 elements/,
+    error: /expected \["SQL"\] or \["SQL", params\], an array of 1 or 2 elements \(got 0\)/,
     failedTx: true,
   },
   {

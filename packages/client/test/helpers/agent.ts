@@ -32,11 +32,11 @@ export interface Agent {
   stop(): Promise<void>
 }
 
-/** Starts one agent and resolves once it serves its API. */
-export async function startAgent(name: string): Promise<Agent> {
+/** Starts one agent (on `schema`, SQL text) and resolves once it serves its API. */
+export async function startAgent(name: string, schema = SCHEMA): Promise<Agent> {
   buildAgent()
   const dir = mkdtempSync(join(tmpdir(), `patina-client-${name}-`))
-  writeFileSync(join(dir, 'schema.sql'), SCHEMA)
+  writeFileSync(join(dir, 'schema.sql'), schema)
   const cfg = join(dir, 'patina.toml')
   writeFileSync(
     cfg,
