@@ -66,6 +66,12 @@ export const ERROR_CODES = {
     meaning: 'the route exists but not with this method (the `Allow` header lists them)',
     action: 'use a method from `Allow`',
   },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    meaning:
+      'the request head or body did not arrive within `[api] headers_timeout_ms` / `request_timeout_ms`; the connection is closed',
+    action: 'send the whole request promptly; retry on a new connection',
+  },
   QUERY_TIMEOUT: {
     status: 408,
     meaning: "the query (or a subscription's first evaluation) ran past its time limit",

@@ -133,6 +133,26 @@ export function buildApi(deps: ApiDeps) {
     // update stream that is quiet for that long, and a slow query's answer.
     requestTimeout: config.api.requestTimeoutMs,
     keepAliveTimeout: config.api.keepAliveTimeoutMs,
+    // What the HTTP parser refuses (a head or body that did not arrive in time, bytes that are
+    // not HTTP) still gets a coded body, then the connection is closed.
+    clientErrorHandler: (err, socket) => {
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy()
+        return
+      }
+      const timedOut = (err as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      const code: ErrorCode = timedOut ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST'
+      const message = timedOut
+        ? 'the request did not arrive in time ([api] headers_timeout_ms / request_timeout_ms)'
+        : `malformed HTTP request: ${err.message}`
+      const body = encodeErrorBody(code, message)
+      const status = statusOf(code)
+      socket.end(
+        `HTTP/1.1 ${String(status)} ${timedOut ? 'Request Timeout' : 'Bad Request'}\r\n` +
+          `content-type: ${JSON_TYPE}\r\ncontent-length: ${String(Buffer.byteLength(body))}\r\n` +
+          `connection: close\r\n\r\n${body}`,
+      )
+    },
     http: {
       headersTimeout: config.api.headersTimeoutMs,
       requestTimeout: config.api.requestTimeoutMs,

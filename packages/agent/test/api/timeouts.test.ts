@@ -126,6 +126,16 @@ describe('api - connection timeouts', () => {
     const ms = await p.closed(HEADERS_TIMEOUT_MS + MARGIN_MS)
     assert.ok(ms >= HEADERS_TIMEOUT_MS - 50, `closed after ${ms} ms, before the timeout`)
     assert.match(p.received(), /^(HTTP\/1\.1 408 |$)/)
+    if (p.received() !== '')
+      assert.match(p.received(), /\{"error":"[^"]+","code":"REQUEST_TIMEOUT"\}$/)
+  })
+
+  it('api - bytes that are not HTTP get 400 BAD_REQUEST with its code, and the connection closes', async () => {
+    const p = await probe()
+    p.socket.write('NOT HTTP AT ALL\r\n\r\n')
+    await p.closed(HEADERS_TIMEOUT_MS + MARGIN_MS)
+    assert.match(p.received(), /^HTTP\/1\.1 400 /)
+    assert.match(p.received(), /\{"error":"malformed HTTP request: [^"]+","code":"BAD_REQUEST"\}$/)
   })
 
   it('api - a request whose body stops halfway is closed after request_timeout_ms', async () => {
