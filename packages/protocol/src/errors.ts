@@ -77,6 +77,12 @@ export const ERROR_CODES = {
     meaning: "the query (or a subscription's first evaluation) ran past its time limit",
     action: 'make the query cheaper, or raise the limit; retrying as is fails again',
   },
+  TRANSACTION_TIMEOUT: {
+    status: 408,
+    meaning:
+      'the transaction ran past `[perf] sql_tx_timeout` and was rolled back: it changed nothing',
+    action: 'make it cheaper or split it; retrying as is fails again',
+  },
   RESUME_GONE: {
     status: 410,
     meaning: 'the changes after `from` are no longer kept (or `from` is beyond the last change)',
@@ -91,6 +97,18 @@ export const ERROR_CODES = {
     status: 413,
     meaning: 'the body is larger than `[api] max_body_bytes`',
     action: 'send less per request',
+  },
+  CELL_TOO_LARGE: {
+    status: 413,
+    meaning:
+      'the transaction stores a value larger than `[perf] max_cell_bytes` (TEXT as UTF-8, BLOB bytes); it changed nothing',
+    action: 'store large values outside Patina, or split them over rows',
+  },
+  ROW_TOO_LARGE: {
+    status: 413,
+    meaning:
+      'a row of the result is larger than `[api] max_row_bytes` as JSON (in a stream: the stream ends there, after the rows before it)',
+    action: 'select fewer or smaller columns (e.g. `length(col)`, `substr(col, ...)`)',
   },
   UNSUPPORTED_CONTENT_TYPE: {
     status: 415,
@@ -148,6 +166,12 @@ export const ERROR_CODES = {
     status: 503,
     meaning: '`/v1/health`: a threshold given in the query is exceeded (the body has `response`)',
     action: 'route traffic elsewhere until it is healthy',
+  },
+  STORAGE_FULL: {
+    status: 507,
+    meaning:
+      "the disk holding the agent's database is full: writes fail and change nothing; reads are served",
+    action: 'retry the write elsewhere; the operator frees disk space (`/v1/health` says why)',
   },
   AGENT_ERROR: {
     status: 500,

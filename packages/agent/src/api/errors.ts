@@ -13,7 +13,8 @@
  *   ReplicaError             its own code when the table has it (STATEMENT_NOT_ALLOWED, ...),
  *                            an alias below, else SQL_ERROR: a new capture error is a 400
  *   SubsError                subs/errors.ts `wireCode`
- *   SQLite's own errors      AGENT_ERROR for I/O, corruption, full disk, locks; else SQL_ERROR
+ *   SQLite's own errors      STORAGE_FULL for a full disk; AGENT_ERROR for I/O, corruption,
+ *                            locks; else SQL_ERROR
  *   anything else            `fallback` (AGENT_ERROR unless the caller knows better)
  */
 import { isErrorCode, statusOf, type ErrorCode } from '@patina/protocol'
@@ -94,6 +95,7 @@ export function codeOf(err: unknown, fallback: ErrorCode = 'AGENT_ERROR'): Error
     const status = (err as { statusCode?: unknown }).statusCode
     if (code.startsWith('FST_') && typeof status === 'number' && status < 500) return 'BAD_REQUEST'
     // better-sqlite3's SqliteError: SQLite's result code.
+    if (code.startsWith('SQLITE_FULL')) return 'STORAGE_FULL'
     if (code.startsWith('SQLITE_')) return sqliteFault(code) ? 'AGENT_ERROR' : 'SQL_ERROR'
   }
   return fallback

@@ -29,6 +29,37 @@ export const API_CONCURRENT_QUERIES_MAX = 128
 export const API_QUERY_TIMEOUT_MS = 60_000
 
 /**
+ * `[api] max_row_bytes`: the largest row a query or a subscription sends, as encoded JSON. A
+ * larger row ends the stream with an error event ROW_TOO_LARGE naming the key; the rows before
+ * it were sent. Also bounds one row crossing from a reader process.
+ */
+export const API_ROW_BYTES_MAX = 16 * 1024 * 1024
+/**
+ * `[api] max_response_buffer_bytes`: bytes of one response written but not yet taken by the
+ * client (socket and stream buffers). Above it no more rows are read until the client catches
+ * up: a slow or stalled client holds at most this much of the agent's memory per response.
+ */
+export const API_RESPONSE_BUFFER_BYTES_MAX = 1024 * 1024
+
+/**
+ * `[perf] sql_tx_timeout` (seconds, Corrosion's key; Corrosion's default is 60 s): a write
+ * transaction still running after this is interrupted and rolled back (TRANSACTION_TIMEOUT).
+ * The writer runs on the agent's main thread, so this also bounds how long one transaction can
+ * keep membership, replication and the API waiting: kept below the time peers take to declare
+ * a silent member down (probe interval + suspicion timeout, about 5 s on the LAN profile).
+ */
+export const SQL_TX_TIMEOUT_MS = 3_000
+/**
+ * `[perf] max_cell_bytes`: the largest value one cell may hold (TEXT as UTF-8 bytes, BLOB
+ * bytes). A write storing a larger value is refused with 413 CELL_TOO_LARGE: replication sends a
+ * cell whole, in one frame of at most FRAME_BYTES_MAX (8 MiB), so a larger cell could never
+ * reach a peer.
+ */
+export const CELL_BYTES_MAX = 4 * 1024 * 1024
+/** `perf.max_cell_bytes` may not exceed this: one change, its key and its header in a frame. */
+export const CELL_BYTES_LIMIT = 8 * 1024 * 1024 - 64 * 1024
+
+/**
  * `[api] headers_timeout_ms`: a connection that has not sent a whole request head (request line
  * and headers) this long after it opened, having sent nothing or only part of one, is answered
  * 408 and closed. Node's `headersTimeout`; it bounds connections that never send a request.

@@ -19,6 +19,11 @@ import {
 } from '../membership/defaults.ts'
 import {
   API_BODY_BYTES_MAX,
+  API_RESPONSE_BUFFER_BYTES_MAX,
+  API_ROW_BYTES_MAX,
+  CELL_BYTES_LIMIT,
+  CELL_BYTES_MAX,
+  SQL_TX_TIMEOUT_MS,
   API_CONCURRENT_QUERIES_MAX,
   API_HEADERS_TIMEOUT_MS,
   API_INFLIGHT_TRANSACTIONS_MAX,
@@ -104,7 +109,6 @@ const CORROSION_UNIMPLEMENTED = new Set([
   'perf.apply_queue_batch_threshold_ratio',
   'perf.partial_retry_backoff',
   'perf.wal_threshold_mb',
-  'perf.sql_tx_timeout',
   'consul',
   'reaper',
 ])
@@ -205,6 +209,13 @@ const PERF_KEYS = {
   bufferedCellsMax: sets(positiveInt, 'bufferCellsMax'),
 }
 
+/** `[perf]` keys bounding one local write transaction (not replication options). */
+const WRITE_KEYS = {
+  /** Seconds, as in Corrosion; read into `write.txTimeoutMs`. */
+  sqlTxTimeout: seconds.default(SQL_TX_TIMEOUT_MS / 1000),
+  maxCellBytes: z.number().int().min(1).max(CELL_BYTES_LIMIT).default(CELL_BYTES_MAX),
+}
+
 /** The replication defaults with what the keys present set. */
 function replicationOptions(
   keys: readonly (Partial<ReplicationConfig> | undefined)[],
@@ -244,6 +255,8 @@ function configSchema(baseDir: string) {
         headersTimeoutMs: positiveInt.default(API_HEADERS_TIMEOUT_MS),
         requestTimeoutMs: positiveInt.default(API_REQUEST_TIMEOUT_MS),
         keepAliveTimeoutMs: positiveInt.default(API_KEEP_ALIVE_TIMEOUT_MS),
+        maxRowBytes: positiveInt.default(API_ROW_BYTES_MAX),
+        maxResponseBufferBytes: positiveInt.default(API_RESPONSE_BUFFER_BYTES_MAX),
       }).prefault({}),
       gossip: section({
         addr: hostPort.default(DEFAULT_GOSSIP_ADDR),
@@ -270,7 +283,10 @@ function configSchema(baseDir: string) {
         fullEvalIntervalMs: nonNegativeInt.default(SUBS_FULL_EVAL_INTERVAL_MS),
         batchMs: nonNegativeInt.default(SUBS_BATCH_MS),
       }).prefault({}),
-      perf: section(optional(PERF_KEYS)).prefault({}),
+      perf: section({
+        ...optional(PERF_KEYS),
+        ...WRITE_KEYS,
+      }).prefault({}),
       admin: section({ path: z.string().min(1).optional() }).optional(),
       telemetry: section({
         prometheus: z.strictObject({ addr: hostPort }).optional(),
@@ -282,6 +298,7 @@ function configSchema(baseDir: string) {
     })
     .transform((c, ctx) => {
       const { subscriptionsPath, ...db } = c.db
+      const { sqlTxTimeout, maxCellBytes, ...replicationKeys } = c.perf
       const dbPath = abs(db.path)
       const { addr, authz, ...apiLimits } = c.api
       const { addr: gossipAddr, bootstrap, plaintext, clusterId, profile } = c.gossip
@@ -299,8 +316,10 @@ function configSchema(baseDir: string) {
         /** Broadcast, apply and sync settings (`[gossip]` rate keys and `[perf]`). */
         replication: replicationOptions([
           ...Object.values(pick(c.gossip, RATE_KEYS)),
-          ...Object.values(c.perf),
+          ...Object.values(replicationKeys),
         ]),
+        /** Bounds on one local write transaction (`[perf]`). */
+        write: { txTimeoutMs: sqlTxTimeout, maxCellBytes },
         gossip: {
           addr: gossipAddr,
           bootstrap,
