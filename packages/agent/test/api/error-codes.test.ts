@@ -203,7 +203,10 @@ describe('api - error codes', () => {
     // A plain error is the agent's fault unless the caller says only user input can raise it.
     assert.equal(codeOf(new TypeError('x')), 'AGENT_ERROR')
     assert.equal(codeOf(new RangeError('too big'), 'SQL_ERROR'), 'SQL_ERROR')
-    assert.equal(codeOf(Object.assign(new Error('full'), { code: 'SQLITE_FULL' })), 'AGENT_ERROR')
+    // A full disk has a code of its own (507): the operator's to fix, and reads still work.
+    assert.equal(codeOf(Object.assign(new Error('full'), { code: 'SQLITE_FULL' })), 'STORAGE_FULL')
+    assert.equal(statusOf('STORAGE_FULL'), 507)
+    assert.equal(codeOf(Object.assign(new Error('io'), { code: 'SQLITE_IOERR' })), 'AGENT_ERROR')
   })
 })
 

@@ -52,7 +52,10 @@ describe('config - replication settings', () => {
     assert.equal(r.syncIntervalMaxMs, 4000)
     assert.equal(r.applyQueueBytesMax, 1_000_000)
     assert.equal(r.broadcastDirectMax, 0)
-    assert.deepEqual(unimplemented, ['perf.sql_tx_timeout'])
+    assert.deepEqual(unimplemented, [])
+    // Corrosion's sql_tx_timeout is in seconds; it bounds local write transactions.
+    assert.equal(config.write.txTimeoutMs, 60_000)
+    assert.equal(config.write.maxCellBytes, 4 * 1024 * 1024)
   })
 
   it('config - bad values and inconsistent pairs name the key, in the file units', () => {
