@@ -177,6 +177,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     const replica = Replica.open(config.db.path, {
       synchronous: config.db.synchronous,
       bufferCellsMax: config.replication.bufferCellsMax,
+      maxCellBytes: config.write.maxCellBytes,
     })
     cleanups.push(() => {
       replica.close()

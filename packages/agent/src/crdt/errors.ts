@@ -9,6 +9,8 @@ export type ReplicaErrorCode =
   | 'STATEMENT_NOT_ALLOWED'
   /** A local write would store TEXT that is not valid UTF-8 (text-check.ts). */
   | 'INVALID_TEXT'
+  /** A local write would store a value over `[perf] max_cell_bytes` (cell-size.ts). */
+  | 'CELL_TOO_LARGE'
 
 export class ReplicaError extends Error {
   override readonly name = 'ReplicaError'

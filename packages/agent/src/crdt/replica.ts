@@ -17,12 +17,13 @@ import { ACTOR_ID_BYTES, actorIdHex } from '../runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import type Database from 'better-sqlite3'
-import { BUFFER_CELLS_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
+import { BUFFER_CELLS_MAX, CELL_BYTES_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
 import { diffSchema } from '../schema/diff-schema.ts'
 import { isEmptyPlan, type SchemaPlan } from '../schema/model.ts'
 import { parseSchema } from '../schema/parse-schema.ts'
 import { readCurrentSchema } from '../schema/read-schema.ts'
 import { openDb, type Synchronous } from '../store/open-db.ts'
+import { checkVersionCells, holdsOversized } from './cell-size.ts'
 import type { Change, Changeset, FullChangeset } from './changes.ts'
 import { readCrrTable, type CrrTable } from './crr-table.ts'
 import { ReplicaError } from './errors.ts'
@@ -66,6 +67,11 @@ export interface ReplicaOptions {
    */
   /** Cap on cells buffered for incomplete or parked versions; default BUFFER_CELLS_MAX. */
   readonly bufferCellsMax?: number
+  /**
+   * Largest value (TEXT as UTF-8 bytes, BLOB bytes) a local write may store; larger fails with
+   * CELL_TOO_LARGE (cell-size.ts). Default CELL_BYTES_MAX (`[perf] max_cell_bytes`).
+   */
+  readonly maxCellBytes?: number
   readonly disable?: {
     readonly causalLength?: boolean
     readonly tieBreak?: boolean
@@ -168,6 +174,9 @@ export class Replica {
    * transaction() clears it when the transaction ends.
    */
   private textSuspect = false
+  /** The write stored a value that may be over `maxCellBytes` (cell-size.ts step 1). */
+  private cellSuspect = false
+  private maxCellBytes = CELL_BYTES_MAX
   private readonly tables = new Map<string, TableStatements>()
   private readonly actorIds: Uint8Array[] = []
   private readonly siteOrdinals = new Map<string, number>()
@@ -202,7 +211,7 @@ export class Replica {
     this.trackGaps = options.disable?.gaps !== true
     this.guard = new StatementGuard(db)
     this.changesStmt = db.prepare('SELECT changes()').pluck().safeIntegers(false)
-    this.registerFunctions()
+    this.registerFunctions(options)
     db.transaction(() => {
       for (const sql of INTERNAL_DDL) db.exec(sql)
       const self = db.prepare('SELECT site_id FROM __patina_sites WHERE ordinal = 0').pluck().get()
@@ -249,7 +258,8 @@ export class Replica {
 
   // ---------------------------------------------------------------- functions used by triggers
 
-  private registerFunctions(): void {
+  private registerFunctions(options: ReplicaOptions): void {
+    this.maxCellBytes = options.maxCellBytes ?? CELL_BYTES_MAX
     const outside = (): never => {
       throw new ReplicaError(
         'WRITE_OUTSIDE_PATINA',
@@ -264,19 +274,22 @@ export class Replica {
     this.db.function('patina_dbv', { deterministic: false }, () =>
       this.mode === 'capture' ? this.pendingVersion : outside(),
     )
-    // Both also get the values the write stores in the cells they stamp: a string holding
-    // U+FFFD makes the transaction check its TEXT bytes before it commits (text-check.ts).
-    // safeIntegers off: INTEGER values are of no interest, and numbers cost less than bigints.
+    // Both also get the values the write stores in the cells they stamp (TEXT as strings,
+    // BLOBs as their lengths): a string holding U+FFFD makes the transaction check its TEXT
+    // bytes before it commits (text-check.ts), a value that may be over maxCellBytes its cell
+    // sizes (cell-size.ts). safeIntegers off: numbers cost less than bigints.
     const seqOptions = { deterministic: false, varargs: true, safeIntegers: false }
     this.db.function('patina_seq', seqOptions, (...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
       if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
+      if (!this.cellSuspect) this.cellSuspect = holdsOversized(stored, this.maxCellBytes)
       return this.seq++
     })
     // A block of `n` consecutive seqs (one per column of an inserted row): returns the first.
     this.db.function('patina_seqs', seqOptions, (n: unknown, ...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
       if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
+      if (!this.cellSuspect) this.cellSuspect = holdsOversized(stored, this.maxCellBytes)
       const first = this.seq
       this.seq += Number(n)
       return first
@@ -499,6 +512,7 @@ export class Replica {
     } finally {
       this.mode = 'idle'
       this.textSuspect = false
+      this.cellSuspect = false
     }
   }
 
@@ -530,6 +544,15 @@ export class Replica {
           this.db,
           [...this.tables.values()].map((t) => t.table),
           version,
+        )
+      }
+      // Throws CELL_TOO_LARGE (and so rolls back) if it stored a value over maxCellBytes.
+      if (this.cellSuspect) {
+        checkVersionCells(
+          this.db,
+          [...this.tables.values()].map((t) => t.table),
+          version,
+          this.maxCellBytes,
         )
       }
       this.stmts.setHead.run(0, version)

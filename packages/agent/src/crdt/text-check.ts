@@ -50,14 +50,15 @@ export function holdsReplacement(values: readonly unknown[]): boolean {
 }
 
 /**
- * The value `expr` as the capture triggers hand it to JS: itself when it is TEXT, else NULL, so
- * that numbers cost nothing to hand over and BLOBs are not copied into Buffers. The test is two
- * comparisons, cheaper than a call of typeof(): SQLite orders NULL < numbers < TEXT < BLOB, ''
- * is the smallest TEXT under every built-in collation and x'' the smallest BLOB, and a column's
- * affinity never turns '' or x'' into a number.
+ * The value `expr` as the capture triggers hand it to JS: itself when it is TEXT, its length
+ * when it is a BLOB (for the cell-size check, cell-size.ts), else NULL, so that numbers cost
+ * nothing to hand over and BLOBs are not copied into Buffers. The tests are comparisons, cheaper
+ * than a call of typeof(): SQLite orders NULL < numbers < TEXT < BLOB, '' is the smallest TEXT
+ * under every built-in collation and x'' the smallest BLOB, and a column's affinity never turns
+ * '' or x'' into a number.
  */
 export function storedValueSql(expr: string): string {
-  return `CASE WHEN ${expr} >= '' AND ${expr} < x'' THEN ${expr} END`
+  return `CASE WHEN ${expr} >= '' AND ${expr} < x'' THEN ${expr} WHEN ${expr} >= x'' THEN length(${expr}) END`
 }
 
 export function invalidTextError(table: string, column: string): ReplicaError {
