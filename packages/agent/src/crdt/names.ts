@@ -26,9 +26,24 @@ export const cellSeqCol = (col: string): string => `__q_${col}`
 /** The id Corrosion and cr-sqlite give the row sentinel (causal length) in changes. */
 export const SENTINEL_CID = '-1'
 
+/**
+ * The function every capture trigger and every guard trigger of an internal table calls. It
+ * exists only on the agent's writer connection, so a write from anywhere else (the sqlite3 CLI,
+ * another program) fails before it changes anything, with SQLite's message
+ * `no such function: write_through_the_patina_agent`: the name is the instruction.
+ */
+export const CAPTURE_FUNCTION = 'write_through_the_patina_agent'
+
+/** The name CAPTURE_FUNCTION had before; triggers of older databases call it until regenerated. */
+export const LEGACY_CAPTURE_FUNCTION = 'patina_capture'
+
+/** Prefix of the guard triggers' names (`<table>__patina_guard_<op>`). */
+export const GUARD_MARK = '__patina_guard_'
+
 /** The JS functions the capture triggers call (registered on the writer by Replica). */
 export const CAPTURE_FUNCTIONS = [
-  'patina_capture',
+  CAPTURE_FUNCTION,
+  LEGACY_CAPTURE_FUNCTION,
   'patina_dbv',
   'patina_seq',
   'patina_seqs',

@@ -17,13 +17,12 @@ import { ACTOR_ID_BYTES, actorIdHex } from '../runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import type Database from 'better-sqlite3'
-import { BUFFER_CELLS_MAX, CELL_BYTES_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
+import { BUFFER_CELLS_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
 import { diffSchema } from '../schema/diff-schema.ts'
 import { isEmptyPlan, type SchemaPlan } from '../schema/model.ts'
 import { parseSchema } from '../schema/parse-schema.ts'
 import { readCurrentSchema } from '../schema/read-schema.ts'
 import { openDb, type Synchronous } from '../store/open-db.ts'
-import { checkVersionCells, holdsOversized } from './cell-size.ts'
 import type { Change, Changeset, FullChangeset } from './changes.ts'
 import { readCrrTable, type CrrTable } from './crr-table.ts'
 import { ReplicaError } from './errors.ts'
@@ -36,16 +35,24 @@ import {
   type RowState,
   type Stamp,
 } from './merge.ts'
-import { isInternalName, q, SENTINEL_CID } from './names.ts'
+import { IntegrityError, inspect, installTriggers } from './integrity.ts'
+import {
+  CAPTURE_FUNCTION,
+  isInternalName,
+  LEGACY_CAPTURE_FUNCTION,
+  q,
+  SENTINEL_CID,
+} from './names.ts'
 import { packPk, unpackPk } from './pk-codec.ts'
 import { StatementGuard } from './statement-guard.ts'
 import { TableStatements } from './table-statements.ts'
 import { checkVersionText, holdsReplacement } from './text-check.ts'
 import {
   addColumnMetadataSql,
+  BOOKKEEPING_DDL,
   createMetadataSql,
-  createTriggersSql,
   dropTriggersSql,
+  triggerDefs,
 } from './table-ddl.ts'
 import { coversRange, VersionBuffer, type BufferedVersion } from './version-buffer.ts'
 import {
@@ -67,11 +74,6 @@ export interface ReplicaOptions {
    */
   /** Cap on cells buffered for incomplete or parked versions; default BUFFER_CELLS_MAX. */
   readonly bufferCellsMax?: number
-  /**
-   * Largest value (TEXT as UTF-8 bytes, BLOB bytes) a local write may store; larger fails with
-   * CELL_TOO_LARGE (cell-size.ts). Default CELL_BYTES_MAX (`[perf] max_cell_bytes`).
-   */
-  readonly maxCellBytes?: number
   readonly disable?: {
     readonly causalLength?: boolean
     readonly tieBreak?: boolean
@@ -155,13 +157,7 @@ export { BUFFER_CELLS_MAX }
 
 type Mode = 'idle' | 'capture' | 'merge'
 
-const INTERNAL_DDL = [
-  `CREATE TABLE IF NOT EXISTS __patina_sites (ordinal INTEGER PRIMARY KEY, site_id BLOB NOT NULL UNIQUE)`,
-  `CREATE TABLE IF NOT EXISTS __patina_heads (site INTEGER PRIMARY KEY, head INTEGER NOT NULL)`,
-  `CREATE TABLE IF NOT EXISTS __patina_gaps (site INTEGER NOT NULL, start_v INTEGER NOT NULL, ` +
-    `end_v INTEGER NOT NULL, PRIMARY KEY (site, start_v)) WITHOUT ROWID`,
-  `CREATE TABLE IF NOT EXISTS __patina_tables (name TEXT PRIMARY KEY NOT NULL)`,
-]
+const INTERNAL_DDL = BOOKKEEPING_DDL
 
 export class Replica {
   readonly db: Database.Database
@@ -174,9 +170,6 @@ export class Replica {
    * transaction() clears it when the transaction ends.
    */
   private textSuspect = false
-  /** The write stored a value that may be over `maxCellBytes` (cell-size.ts step 1). */
-  private cellSuspect = false
-  private maxCellBytes = CELL_BYTES_MAX
   private readonly tables = new Map<string, TableStatements>()
   private readonly actorIds: Uint8Array[] = []
   private readonly siteOrdinals = new Map<string, number>()
@@ -211,7 +204,7 @@ export class Replica {
     this.trackGaps = options.disable?.gaps !== true
     this.guard = new StatementGuard(db)
     this.changesStmt = db.prepare('SELECT changes()').pluck().safeIntegers(false)
-    this.registerFunctions(options)
+    this.registerFunctions()
     db.transaction(() => {
       for (const sql of INTERNAL_DDL) db.exec(sql)
       const self = db.prepare('SELECT site_id FROM __patina_sites WHERE ordinal = 0').pluck().get()
@@ -258,38 +251,40 @@ export class Replica {
 
   // ---------------------------------------------------------------- functions used by triggers
 
-  private registerFunctions(options: ReplicaOptions): void {
-    this.maxCellBytes = options.maxCellBytes ?? CELL_BYTES_MAX
+  private registerFunctions(): void {
     const outside = (): never => {
       throw new ReplicaError(
         'WRITE_OUTSIDE_PATINA',
         "writes to replicated tables must go through Patina's write path",
       )
     }
-    this.db.function('patina_capture', { deterministic: false, varargs: false }, () => {
+    // Its name is what SQLite prints where it is missing: "no such function:
+    // write_through_the_patina_agent". The old name serves triggers of a database an older
+    // Patina wrote, until they are regenerated at open.
+    const capturing = (): number => {
       if (this.mode === 'capture') return 1
       if (this.mode === 'merge') return 0
       return outside()
-    })
+    }
+    for (const name of [CAPTURE_FUNCTION, LEGACY_CAPTURE_FUNCTION]) {
+      this.db.function(name, { deterministic: false, varargs: false }, capturing)
+    }
     this.db.function('patina_dbv', { deterministic: false }, () =>
       this.mode === 'capture' ? this.pendingVersion : outside(),
     )
-    // Both also get the values the write stores in the cells they stamp (TEXT as strings,
-    // BLOBs as their lengths): a string holding U+FFFD makes the transaction check its TEXT
-    // bytes before it commits (text-check.ts), a value that may be over maxCellBytes its cell
-    // sizes (cell-size.ts). safeIntegers off: numbers cost less than bigints.
+    // Both also get the values the write stores in the cells they stamp: a string holding
+    // U+FFFD makes the transaction check its TEXT bytes before it commits (text-check.ts).
+    // safeIntegers off: INTEGER values are of no interest, and numbers cost less than bigints.
     const seqOptions = { deterministic: false, varargs: true, safeIntegers: false }
     this.db.function('patina_seq', seqOptions, (...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
       if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
-      if (!this.cellSuspect) this.cellSuspect = holdsOversized(stored, this.maxCellBytes)
       return this.seq++
     })
     // A block of `n` consecutive seqs (one per column of an inserted row): returns the first.
     this.db.function('patina_seqs', seqOptions, (n: unknown, ...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
       if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
-      if (!this.cellSuspect) this.cellSuspect = holdsOversized(stored, this.maxCellBytes)
       const first = this.seq
       this.seq += Number(n)
       return first
@@ -312,20 +307,19 @@ export class Replica {
   }
 
   /**
-   * Recreates every replicated table's triggers from the current code, so a database written by
-   * an older Patina always captures writes the way this one does. O(tables), no row is touched.
+   * Checks that the database is the way Patina left it (integrity.ts) and refuses to open it
+   * otherwise (IntegrityError). Then recreates the triggers the current code generates
+   * differently (written by an older Patina), so the database captures writes the way this
+   * one does. Writes nothing when every trigger is current (so a full disk does not stop the
+   * open). O(tables), no row is touched.
    */
   private regenerateTriggers(): void {
-    const names = this.db
-      .prepare('SELECT name FROM __patina_tables ORDER BY name')
-      .pluck()
-      .all() as string[]
+    const found = inspect(this.db)
+    if (found.problems.length > 0) throw new IntegrityError(this.db.name, found.problems)
+    if (found.install.length === 0 && found.retire.length === 0) return
     this.db
       .transaction(() => {
-        for (const name of names) {
-          const crr = readCrrTable(this.db, name)
-          for (const sql of [...dropTriggersSql(crr), ...createTriggersSql(crr)]) this.db.exec(sql)
-        }
+        installTriggers(this.db, found.install, found.retire)
       })
       .immediate()
   }
@@ -446,7 +440,7 @@ export class Replica {
           this.db.exec(table.sql)
           const crr = readCrrTable(this.db, table.name)
           for (const sql of createMetadataSql(crr)) this.db.exec(sql)
-          for (const sql of createTriggersSql(crr)) this.db.exec(sql)
+          installTriggers(this.db, triggerDefs(crr))
           this.db.prepare('INSERT INTO __patina_tables (name) VALUES (?)').run(table.name)
         }
         const altered = new Set<string>()
@@ -460,7 +454,7 @@ export class Replica {
         for (const table of altered) {
           const crr = readCrrTable(this.db, table)
           for (const sql of dropTriggersSql(crr)) this.db.exec(sql)
-          for (const sql of createTriggersSql(crr)) this.db.exec(sql)
+          installTriggers(this.db, triggerDefs(crr))
         }
         for (const index of plan.createIndexes) this.db.exec(index.sql)
       })
@@ -512,7 +506,6 @@ export class Replica {
     } finally {
       this.mode = 'idle'
       this.textSuspect = false
-      this.cellSuspect = false
     }
   }
 
@@ -544,15 +537,6 @@ export class Replica {
           this.db,
           [...this.tables.values()].map((t) => t.table),
           version,
-        )
-      }
-      // Throws CELL_TOO_LARGE (and so rolls back) if it stored a value over maxCellBytes.
-      if (this.cellSuspect) {
-        checkVersionCells(
-          this.db,
-          [...this.tables.values()].map((t) => t.table),
-          version,
-          this.maxCellBytes,
         )
       }
       this.stmts.setHead.run(0, version)

@@ -14,12 +14,22 @@
  *   index range scan. It is kept exact by triggers on the clock table.
  *
  * The capture triggers get the transaction's version and seq from JS functions
- * (`patina_dbv()`, `patina_seq()`), and run only when `patina_capture()` says a local write is
- * in progress. A connection without those functions (the sqlite3 CLI, another program) fails
- * with "no such function" on any write to a replicated table instead of writing untracked rows.
+ * (`patina_dbv()`, `patina_seq()`), and run only when `write_through_the_patina_agent()` says a
+ * local write is in progress. A connection without those functions (the sqlite3 CLI, another
+ * program) fails with "no such function: write_through_the_patina_agent" on any write to a
+ * replicated table instead of writing untracked rows.
+ *
+ * Patina's own tables (the bookkeeping tables below, every clock table and version index) carry
+ * guard triggers, `AFTER ... WHEN 0 AND write_through_the_patina_agent()`: SQLite resolves the
+ * function when it compiles a write, so outside the agent the write fails the same way, while
+ * inside the agent the trigger body never runs and the function is never called (a constant
+ * false WHEN costs one sub-program call per row). Inside the agent, user statements cannot
+ * name internal tables (statement-guard.ts), so only Patina's own code writes them.
  */
 import type { CrrTable } from './crr-table.ts'
 import {
+  CAPTURE_FUNCTION,
+  GUARD_MARK,
   cellDbvCol,
   cellSeqCol,
   cellSiteCol,
@@ -32,7 +42,7 @@ import {
 import { storedValueSql } from './text-check.ts'
 
 const DBV = 'patina_dbv()'
-const CAPTURING = 'patina_capture()'
+const CAPTURING = `${CAPTURE_FUNCTION}()`
 const SEQ = 'patina_seq()'
 
 /**
@@ -86,8 +96,11 @@ export function addColumnMetadataSql(t: CrrTable, col: string): string[] {
 
 const TRIGGERS = ['ins', 'upd', 'upd_pk', 'del', 'clock_ins', 'clock_upd', 'clock_del'] as const
 
+/** Drops every trigger Patina keeps (or kept, in older versions) for table `t`. */
 export function dropTriggersSql(t: CrrTable): string[] {
-  return TRIGGERS.map((w) => `DROP TRIGGER IF EXISTS ${q(triggerName(t.name, w))}`)
+  return [...TRIGGERS.map((w) => triggerName(t.name, w)), ...triggerDefs(t).map((d) => d.name)]
+    .filter((name, i, all) => all.indexOf(name) === i)
+    .map((name) => `DROP TRIGGER IF EXISTS ${q(name)}`)
 }
 
 /** A changed-value test that tells 1 from 1.0 and 'a' from x'61'. */
@@ -173,30 +186,73 @@ function captureDelete(t: CrrTable, rec: string): string {
   )
 }
 
-function trigger(name: string, timing: string, when: string | null, body: string[]): string {
-  const whenSql = when === null ? '' : ` WHEN ${when}`
-  return `CREATE TRIGGER ${q(name)} ${timing}${whenSql} BEGIN ${body.map((s) => s + ';').join(' ')} END`
+/** A trigger Patina creates: its name, the table it is on, and its exact CREATE TRIGGER text. */
+export interface TriggerDef {
+  readonly name: string
+  readonly table: string
+  readonly sql: string
 }
 
-function captureTriggers(t: CrrTable): string[] {
+function trigger(
+  name: string,
+  timing: string,
+  when: string | null,
+  body: string[],
+  table: string,
+): TriggerDef {
+  const whenSql = when === null ? '' : ` WHEN ${when}`
+  const sql = `CREATE TRIGGER ${q(name)} ${timing}${whenSql} BEGIN ${body.map((s) => s + ';').join(' ')} END`
+  return { name, table, sql }
+}
+
+const GUARD_OPS = ['ins', 'upd', 'del'] as const
+const GUARD_EVENTS = { ins: 'INSERT', upd: 'UPDATE', del: 'DELETE' } as const
+
+/**
+ * Guard triggers that make writes to one of Patina's tables from outside the agent fail with
+ * "no such function: write_through_the_patina_agent" (see the file comment). `ops` are the
+ * operations to guard (a clock table's UPDATE and DELETE triggers already call the function).
+ */
+export function guardTriggerDefs(
+  table: string,
+  ops: readonly (typeof GUARD_OPS)[number][] = GUARD_OPS,
+): TriggerDef[] {
+  return ops.map((op) =>
+    trigger(
+      `${table}${GUARD_MARK}${op}`,
+      `AFTER ${GUARD_EVENTS[op]} ON ${q(table)}`,
+      `0 AND ${CAPTURING}`,
+      ['SELECT NULL'],
+      table,
+    ),
+  )
+}
+
+function captureTriggers(t: CrrTable): TriggerDef[] {
   const table = q(t.name)
   const pkSame = t.pk.map((p) => `NEW.${q(p.name)} IS OLD.${q(p.name)}`).join(' AND ')
   const out = [
     trigger(
       triggerName(t.name, 'ins'),
       `AFTER INSERT ON ${table}`,
-      'patina_capture()',
+      CAPTURING,
       captureInsert(t, 'NEW'),
+      t.name,
     ),
     trigger(
       triggerName(t.name, 'upd_pk'),
       `AFTER UPDATE ON ${table}`,
-      `patina_capture() AND NOT (${pkSame})`,
+      `${CAPTURING} AND NOT (${pkSame})`,
       [captureDelete(t, 'OLD'), ...captureInsert(t, 'NEW')],
+      t.name,
     ),
-    trigger(triggerName(t.name, 'del'), `AFTER DELETE ON ${table}`, 'patina_capture()', [
-      captureDelete(t, 'OLD'),
-    ]),
+    trigger(
+      triggerName(t.name, 'del'),
+      `AFTER DELETE ON ${table}`,
+      CAPTURING,
+      [captureDelete(t, 'OLD')],
+      t.name,
+    ),
   ]
   if (t.cols.length > 0) {
     const sets = t.cols
@@ -217,8 +273,9 @@ function captureTriggers(t: CrrTable): string[] {
       trigger(
         triggerName(t.name, 'upd'),
         `AFTER UPDATE ON ${table}`,
-        `patina_capture() AND ${pkSame} AND (${t.cols.map(changed).join(' OR ')})`,
+        `${CAPTURING} AND ${pkSame} AND (${t.cols.map(changed).join(' OR ')})`,
         [`UPDATE ${q(clockTable(t.name))} SET ${sets} WHERE ${pkMatch(t, 'NEW')}`],
+        t.name,
       ),
     )
   }
@@ -235,7 +292,7 @@ interface Slot {
  * writes. The merge path (table-statements.ts) knows each row's old and new stamps and updates
  * the index itself with one write per changed stamp, so these run only while capturing.
  */
-function versionIndexTriggers(t: CrrTable): string[] {
+function versionIndexTriggers(t: CrrTable): TriggerDef[] {
   const clock = q(clockTable(t.name))
   const vidx = q(versionIndexTable(t.name))
   const slots: Slot[] = [
@@ -271,12 +328,57 @@ function versionIndexTriggers(t: CrrTable): string[] {
     `UPDATE ${vidx} SET __refs = __refs - 1 WHERE OLD.${s.dbv} IS NOT NULL AND ${key('OLD', s)}`,
     `DELETE FROM ${vidx} WHERE OLD.${s.dbv} IS NOT NULL AND ${key('OLD', s)} AND __refs <= 0`,
   ])
+  const clockName = clockTable(t.name)
   return [
-    trigger(triggerName(t.name, 'clock_upd'), `AFTER UPDATE ON ${clock}`, CAPTURING, onUpdate),
-    trigger(triggerName(t.name, 'clock_del'), `AFTER DELETE ON ${clock}`, CAPTURING, onDelete),
+    trigger(
+      triggerName(t.name, 'clock_upd'),
+      `AFTER UPDATE ON ${clock}`,
+      CAPTURING,
+      onUpdate,
+      clockName,
+    ),
+    trigger(
+      triggerName(t.name, 'clock_del'),
+      `AFTER DELETE ON ${clock}`,
+      CAPTURING,
+      onDelete,
+      clockName,
+    ),
+  ]
+}
+
+/** The capture triggers of table `t` that older Patinas created too (integrity.ts). */
+export const CAPTURE_TRIGGERS = ['ins', 'upd', 'upd_pk', 'del'] as const
+
+/** Every trigger Patina keeps for the replicated table `t`: capture, version index, guards. */
+export function triggerDefs(t: CrrTable): TriggerDef[] {
+  return [
+    ...captureTriggers(t),
+    ...versionIndexTriggers(t),
+    // The clock table's UPDATE and DELETE triggers call the function already.
+    ...guardTriggerDefs(clockTable(t.name), ['ins']),
+    ...guardTriggerDefs(versionIndexTable(t.name)),
   ]
 }
 
 export function createTriggersSql(t: CrrTable): string[] {
-  return [...captureTriggers(t), ...versionIndexTriggers(t)]
+  return triggerDefs(t).map((d) => d.sql)
 }
+
+/**
+ * The table that records every trigger Patina created, by name, with the SHA-256 of its text, so
+ * that the next open tells a trigger dropped or altered from outside (tampering) from one an
+ * older Patina wrote differently (regenerated). See integrity.ts.
+ */
+export const TRIGGER_RECORD_TABLE = '__patina_triggers'
+
+/** Patina's bookkeeping tables (one of each per database), created when a replica opens. */
+export const BOOKKEEPING_DDL = [
+  `CREATE TABLE IF NOT EXISTS __patina_sites (ordinal INTEGER PRIMARY KEY, site_id BLOB NOT NULL UNIQUE)`,
+  `CREATE TABLE IF NOT EXISTS __patina_heads (site INTEGER PRIMARY KEY, head INTEGER NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS __patina_gaps (site INTEGER NOT NULL, start_v INTEGER NOT NULL, ` +
+    `end_v INTEGER NOT NULL, PRIMARY KEY (site, start_v)) WITHOUT ROWID`,
+  `CREATE TABLE IF NOT EXISTS __patina_tables (name TEXT PRIMARY KEY NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS ${TRIGGER_RECORD_TABLE} (name TEXT PRIMARY KEY NOT NULL, ` +
+    `tbl TEXT NOT NULL, sha256 TEXT NOT NULL) WITHOUT ROWID`,
+]

@@ -5,7 +5,7 @@
  *
  * Method: file-backed replicas (tempReplicas). A second, plain better-sqlite3 connection on the
  * same file (no Patina functions registered) tries INSERT, UPDATE and DELETE, which must fail
- * with "no such function: patina_capture" and leave rows, clocks, version index and heads as
+ * with "no such function: write_through_the_patina_agent" and leave rows, clocks, version index and heads as
  * they were; the same connection reads, also while the replica keeps its connection open. A
  * separate OS process (`node -e` with better-sqlite3, standing in for the sqlite3 CLI) does the
  * same. Edge values (64-bit integer limits, 2^53 + 1, REAL 1.0 in an untyped column, astral
@@ -89,12 +89,12 @@ describe('write-path - writes outside Patina', () => {
           () => other.prepare(sql).run(),
           (err: unknown) =>
             err instanceof Database.SqliteError &&
-            err.message === 'no such function: patina_capture',
+            err.message === 'no such function: write_through_the_patina_agent',
           sql,
         )
         // The same statement inside an explicit transaction fails the same way.
         other.exec('BEGIN IMMEDIATE')
-        assert.throws(() => other.exec(sql), /no such function: patina_capture/, sql)
+        assert.throws(() => other.exec(sql), /no such function: write_through_the_patina_agent/, sql)
         other.exec('ROLLBACK')
       }
       assert.deepStrictEqual(other.prepare('SELECT id, v, n FROM t ORDER BY id').raw().all(), [
@@ -327,9 +327,9 @@ describe('write-path - reads from other connections', () => {
     })
     assert.equal(child.status, 0, child.stderr)
     assert.deepStrictEqual(JSON.parse(child.stdout), {
-      insert: 'no such function: patina_capture',
-      update: 'no such function: patina_capture',
-      delete: 'no such function: patina_capture',
+      insert: 'no such function: write_through_the_patina_agent',
+      update: 'no such function: write_through_the_patina_agent',
+      delete: 'no such function: write_through_the_patina_agent',
       rows: [
         [1, 'one', 1],
         [2, 'two', 2],
