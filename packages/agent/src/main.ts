@@ -195,6 +195,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       processes: config.db.readerThreads,
       maxConcurrent: config.api.maxConcurrentQueries,
       timeoutMs: config.api.queryTimeoutMs,
+      maxRowBytes: config.api.maxRowBytes,
     })
     cleanups.push(() => readers.close())
 
@@ -216,6 +217,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       processes: config.subscriptions.readerThreads,
       maxConcurrent: config.subscriptions.readerThreads * SUBS_EVALS_PER_READER_MAX,
       timeoutMs: config.subscriptions.evalTimeoutMs,
+      maxRowBytes: config.api.maxRowBytes,
     })
     cleanups.push(() => subsReaders.close())
     const subs = Subscriptions.open({

@@ -9,7 +9,7 @@
  *   fastify's body errors    UNSUPPORTED_CONTENT_TYPE, BODY_TOO_LARGE, MALFORMED_JSON, BAD_REQUEST
  *   reader pool QueryError   SQL_ERROR (AGENT_ERROR when SQLite's code is the agent's fault),
  *                            NOT_READ_ONLY, STATEMENT_NOT_ALLOWED, QUERY_TIMEOUT, OVERLOADED,
- *                            AGENT_CLOSING
+ *                            AGENT_CLOSING, ROW_TOO_LARGE
  *   ReplicaError             its own code when the table has it (STATEMENT_NOT_ALLOWED, ...),
  *                            an alias below, else SQL_ERROR: a new capture error is a 400
  *   SubsError                subs/errors.ts `wireCode`
@@ -66,6 +66,7 @@ const QUERY_CODES: Readonly<Record<QueryError['code'], ErrorCode>> = {
   TIMEOUT: 'QUERY_TIMEOUT',
   OVERLOADED: 'OVERLOADED',
   CLOSED: 'AGENT_CLOSING',
+  ROW_TOO_LARGE: 'ROW_TOO_LARGE',
 }
 
 /**

@@ -9,7 +9,6 @@
 import { actorIdHex } from '../runtime/actor-id.ts'
 import { timingSafeEqual } from 'node:crypto'
 import type { Socket } from 'node:net'
-import { Readable } from 'node:stream'
 import {
   ALLOW_HEADER,
   columnsLine,
@@ -38,6 +37,7 @@ import { registerSubsRoutes } from './subs-routes.ts'
 import type { Subscriptions } from '../subs/subscriptions.ts'
 import { ApiError, codeOf, messageOf } from './errors.ts'
 import { encodeRow, parseJson, stringify, type JsonValue } from './json.ts'
+import { QueryBody, RESPONSE_CHUNK_BYTES, responseMetrics } from './query-body.ts'
 import { toStatement, toStatements } from './statements.ts'
 
 export type QueryEvent =
@@ -185,6 +185,7 @@ export function buildApi(deps: ApiDeps) {
     return Promise.resolve()
   })
   metrics.inflightTransactionsMax.set(config.api.maxInflightTransactions)
+  const answers = responseMetrics(metrics.registry, config.api.maxResponseBufferBytes)
   let inflight = 0
 
   app.removeAllContentTypeParsers()
@@ -338,20 +339,32 @@ export function buildApi(deps: ApiDeps) {
             for (const row of e.rows) {
               rowid++
               chunk += rowLine(rowid, encodeRow(row))
+              if (chunk.length >= RESPONSE_CHUNK_BYTES) {
+                yield chunk
+                chunk = ''
+              }
             }
-            yield chunk
+            if (chunk !== '') yield chunk
           } else {
             yield eoqLine(e.timeS, null)
           }
           event = await events.next()
         }
       } catch (err) {
-        yield errorLine(messageOf(err), codeOf(err, 'SQL_ERROR'))
+        const code = codeOf(err, 'SQL_ERROR')
+        // A row over [api] max_row_bytes was refused in the reader: the rows before it went out.
+        if (code === 'ROW_TOO_LARGE') answers.rowsTooLarge.inc()
+        yield errorLine(messageOf(err), code)
       } finally {
         await events.return?.()
       }
     }
-    return reply.type(NDJSON_TYPE).send(Readable.from(lines()))
+    // Bounded in bytes: a client that does not read stops the rows at max_response_buffer_bytes.
+    const body = new QueryBody(lines(), config.api.maxResponseBufferBytes, () => {
+      answers.pauses.inc()
+    })
+    answers.track(body, reply.raw)
+    return reply.type(NDJSON_TYPE).send(body)
   })
 
   app.get('/v1/health', async (req, reply) => {

@@ -19,6 +19,12 @@
  *   (NOT_ALLOWED). These and SQL errors reject the first `next()`, before any event.
  * - A consumer that stops early (`return()`, `break`) or aborts cancels its query in the
  *   reader, which finalises the statement and ends the read transaction between two batches.
+ * - A row larger than `maxRowBytes` as JSON is refused in the reader, before it crosses to the
+ *   agent: the rows before it arrive, then the query fails with ROW_TOO_LARGE. A batch ends at
+ *   `batchRows` rows or about READER_BATCH_BYTES bytes, so the batches in flight are bounded
+ *   in bytes too.
+ * - A reader still large once its query is over (above READER_RSS_RECYCLE_BYTES after a
+ *   garbage collection: the query built a huge value) is replaced by a fresh one.
  * - A query still running `timeoutMs` after it reached a reader fails with TIMEOUT. A cancel
  *   (timeout, abort, early stop) that the reader does not acknowledge within CANCEL_GRACE_MS
  *   (it is inside a long SQLite step) ends with SIGKILL, and a fresh reader takes the slot.
@@ -34,6 +40,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import {
   API_CONCURRENT_QUERIES_MAX,
+  API_ROW_BYTES_MAX,
   API_QUERY_TIMEOUT_MS,
   DB_READER_THREADS,
   READER_BATCH_ROWS,
@@ -42,6 +49,7 @@ import {
 } from '../config/defaults.ts'
 import type { SqlValue } from '../crdt/values.ts'
 import type { FromWorker, QueryErrorCode, QueryParams, ToWorker } from './query-types.ts'
+import { READER_BATCH_BYTES, READER_RSS_RECYCLE_BYTES } from './reader-limits.ts'
 
 export type { QueryErrorCode, QueryParams }
 
@@ -62,6 +70,12 @@ export interface ReaderPoolOptions {
   readonly timeoutMs?: number
   /** Rows per batch sent from a reader. */
   readonly batchRows?: number
+  /** A batch ends once its rows are about this many bytes. */
+  readonly batchBytes?: number
+  /** `[api] max_row_bytes`: a larger row (as JSON) fails the query with ROW_TOO_LARGE; 0: none. */
+  readonly maxRowBytes?: number
+  /** A reader above this resident set once its query is over is replaced. */
+  readonly recycleRssBytes?: number
 }
 
 export type QueryEvent =
@@ -82,6 +96,10 @@ export interface ReaderPoolStats {
   readonly replaced: number
   /** Row batches received from readers since the pool opened. */
   readonly batches: number
+  /** Rows refused for `maxRowBytes` since the pool opened. */
+  readonly rowsTooLarge: number
+  /** Readers replaced for their size after a query (also counted in `replaced`). */
+  readonly recycled: number
 }
 
 export class QueryError extends Error {
@@ -260,6 +278,9 @@ export class ReaderPool {
   private readonly maxConcurrent: number
   private readonly timeoutMs: number
   private readonly batchRows: number
+  private readonly batchBytes: number
+  private readonly maxRowBytes: number
+  private readonly recycleRssBytes: number
   private readonly slots: Slot[] = []
   private readonly queue: Query[] = []
   /** Queries queued or holding a reader. */
@@ -268,6 +289,8 @@ export class ReaderPool {
   private closed = false
   private replaced = 0
   private batches = 0
+  private rowsTooLarge = 0
+  private recycled = 0
   private readonly exiting = new Set<Promise<void>>()
 
   private constructor(options: ReaderPoolOptions) {
@@ -276,6 +299,9 @@ export class ReaderPool {
     this.maxConcurrent = options.maxConcurrent ?? API_CONCURRENT_QUERIES_MAX
     this.timeoutMs = options.timeoutMs ?? API_QUERY_TIMEOUT_MS
     this.batchRows = options.batchRows ?? READER_BATCH_ROWS
+    this.batchBytes = options.batchBytes ?? READER_BATCH_BYTES
+    this.maxRowBytes = options.maxRowBytes ?? API_ROW_BYTES_MAX
+    this.recycleRssBytes = options.recycleRssBytes ?? READER_RSS_RECYCLE_BYTES
     if (!(Number.isInteger(this.processes) && this.processes >= 1)) {
       throw new RangeError(`processes must be a positive integer, got ${this.processes}`)
     }
@@ -284,6 +310,15 @@ export class ReaderPool {
     }
     if (!(this.maxConcurrent >= 1)) {
       throw new RangeError(`maxConcurrent must be at least 1, got ${this.maxConcurrent}`)
+    }
+    if (!(this.batchBytes >= 1)) {
+      throw new RangeError(`batchBytes must be at least 1, got ${this.batchBytes}`)
+    }
+    if (!(this.maxRowBytes >= 0)) {
+      throw new RangeError(`maxRowBytes must be 0 or more, got ${this.maxRowBytes}`)
+    }
+    if (!(this.recycleRssBytes >= 1)) {
+      throw new RangeError(`recycleRssBytes must be at least 1, got ${this.recycleRssBytes}`)
     }
     if (!(this.timeoutMs >= 0)) {
       throw new RangeError(`timeoutMs must be 0 or more, got ${this.timeoutMs}`)
@@ -369,6 +404,8 @@ export class ReaderPool {
       queued: this.queue.length,
       replaced: this.replaced,
       batches: this.batches,
+      rowsTooLarge: this.rowsTooLarge,
+      recycled: this.recycled,
     }
   }
 
@@ -408,9 +445,11 @@ export class ReaderPool {
     const reader = fork(fileURLToPath(entry), [this.path], {
       // Structured clone over the IPC channel: keeps bigint apart from number, and Uint8Array.
       serialization: 'advanced',
+      // --expose-gc: a reader that a query left large collects garbage before it reports its
+      // size (reader-worker.ts).
       execArgv: fromSource
-        ? ['--import', 'tsx']
-        : process.execArgv.filter((a) => a === '--enable-source-maps'),
+        ? ['--import', 'tsx', '--expose-gc']
+        : [...process.execArgv.filter((a) => a === '--enable-source-maps'), '--expose-gc'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     })
     track(reader)
@@ -475,17 +514,18 @@ export class ReaderPool {
         return
       case 'end':
         this.runningQuery(slot, message.id)?.push({ kind: 'end', timeS: message.timeS })
-        this.release(slot, message.id)
+        this.release(slot, message.id, message.rss)
         return
       case 'error':
+        if (message.code === 'ROW_TOO_LARGE') this.rowsTooLarge++
         this.runningQuery(slot, message.id)?.fail(
           new QueryError(message.code, message.message, { sqliteCode: message.sqliteCode }),
           false,
         )
-        this.release(slot, message.id)
+        this.release(slot, message.id, message.rss)
         return
       case 'cancelled':
-        this.release(slot, message.id)
+        this.release(slot, message.id, message.rss)
         return
     }
   }
@@ -587,12 +627,14 @@ export class ReaderPool {
         sql: q.sql,
         params: q.params,
         batchRows: this.batchRows,
+        batchBytes: this.batchBytes,
+        maxRowBytes: this.maxRowBytes,
         credit: READER_BATCHES_IN_FLIGHT_MAX,
       })
     } catch (err) {
       // Parameters that cannot be cloned (the types allow none, but JavaScript callers might).
       q.fail(new QueryError('SQL_ERROR', messageOf(err), { cause: err }), true)
-      this.release(slot, q.id)
+      this.release(slot, q.id, 0)
     }
   }
 
@@ -621,10 +663,18 @@ export class ReaderPool {
     }, CANCEL_GRACE_MS)
   }
 
-  /** The reader finished query `id` (end, error or cancelled): it takes the next one. */
-  private release(slot: Slot, id: number): void {
+  /**
+   * The reader finished query `id` (end, error or cancelled) and is `rss` bytes large: it takes
+   * the next one, or a fresh reader takes its place when it stayed large.
+   */
+  private release(slot: Slot, id: number, rss: number): void {
     const q = slot.running
     if (q?.id !== id) return
+    if (rss > this.recycleRssBytes) {
+      this.recycled++
+      this.replace(slot, null)
+      return
+    }
     if (slot.graceTimer !== null) clearTimeout(slot.graceTimer)
     slot.graceTimer = null
     slot.running = null

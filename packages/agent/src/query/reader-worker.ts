@@ -18,6 +18,8 @@ import type { SqlValue } from '../crdt/values.ts'
 import { READER_CACHE_SIZE_KIB } from '../config/defaults.ts'
 import { openDb } from '../store/open-db.ts'
 import type { FromWorker, QueryParams, ToWorker } from './query-types.ts'
+import { READER_RSS_GC_BYTES } from './reader-limits.ts'
+import { rowBytesHint, rowOverLimit, rowTooLargeMessage } from './row-size.ts'
 
 /** Page cache of each reader connection in KiB. */
 
@@ -28,6 +30,10 @@ import type { FromWorker, QueryParams, ToWorker } from './query-types.ts'
  * They are never called here: the reader refuses every statement that is not read-only.
  */
 type QueryMessage = Extract<ToWorker, { type: 'query' }>
+
+type Last = Extract<FromWorker, { type: 'end' | 'error' | 'cancelled' }>
+/** How a query ended, before the reader adds its resident set. */
+type Outcome = Last extends infer M ? (M extends Last ? Omit<M, 'rss'> : never) : never
 
 interface Running {
   readonly id: number
@@ -54,7 +60,7 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-function sqlError(id: number, err: unknown): FromWorker {
+function sqlError(id: number, err: unknown): Outcome {
   const code = (err as { code?: unknown } | null)?.code
   return {
     type: 'error',
@@ -110,7 +116,18 @@ function yieldToMessages(): Promise<void> {
   })
 }
 
-async function execute(q: QueryMessage, state: Running, started: number): Promise<FromWorker> {
+/**
+ * The reader's resident set in bytes. When a query left it large, garbage is collected first
+ * (the reader runs with --expose-gc), so that a reader is replaced only for what it keeps.
+ */
+function residentBytes(): number {
+  const rss = process.memoryUsage.rss()
+  if (rss <= READER_RSS_GC_BYTES || typeof globalThis.gc !== 'function') return rss
+  globalThis.gc()
+  return process.memoryUsage.rss()
+}
+
+async function execute(q: QueryMessage, state: Running, started: number): Promise<Outcome> {
   // The guard runs first: it judges PRAGMAs before anything is compiled, since SQLite applies
   // many of them at compile time.
   const args = bindArgs(q.params)
@@ -148,24 +165,46 @@ async function execute(q: QueryMessage, state: Running, started: number): Promis
   stmt.raw(true)
   const columns = stmt.columns().map((c) => c.name)
   const rows = stmt.iterate(...args) as IterableIterator<unknown[]>
+  /** Rows read so far (1-based position of the last one). */
+  let rowNumber = 0
   try {
     post({ type: 'columns', id: q.id, columns })
     for (;;) {
       while (state.credit <= 0 && !state.cancelled) await nextWake(state)
       if (state.cancelled) return { type: 'cancelled', id: q.id }
       const batch: SqlValue[][] = []
+      let bytes = 0
       let done = false
-      while (batch.length < q.batchRows) {
+      let refused: string | null = null
+      while (batch.length < q.batchRows && bytes < q.batchBytes) {
         const next = rows.next()
         if (next.done === true) {
           done = true
           break
         }
-        batch.push(toMessageRow(next.value))
+        const row = toMessageRow(next.value)
+        rowNumber++
+        // Checked here, so that a refused row never crosses to the agent.
+        const over = q.maxRowBytes > 0 ? rowOverLimit(row, q.maxRowBytes) : null
+        if (over !== null) {
+          refused = rowTooLargeMessage(rowNumber, over, q.maxRowBytes)
+          break
+        }
+        bytes += rowBytesHint(row)
+        batch.push(row)
       }
       if (batch.length > 0) {
         state.credit--
         post({ type: 'rows', id: q.id, rows: batch })
+      }
+      if (refused !== null) {
+        return {
+          type: 'error',
+          id: q.id,
+          code: 'ROW_TOO_LARGE',
+          message: refused,
+          sqliteCode: null,
+        }
       }
       if (done) break
       // A cancel sent meanwhile is seen at the top of the loop.
@@ -180,20 +219,23 @@ async function execute(q: QueryMessage, state: Running, started: number): Promis
 
 async function runQuery(q: QueryMessage): Promise<void> {
   if (current !== null) {
-    post(sqlError(q.id, new Error(`reader busy with query ${current.id}`)))
+    post({
+      ...sqlError(q.id, new Error(`reader busy with query ${current.id}`)),
+      rss: process.memoryUsage.rss(),
+    })
     return
   }
   const started = performance.now()
   const state: Running = { id: q.id, credit: q.credit, cancelled: false, wake: null }
   current = state
-  let outcome: FromWorker
+  let outcome: Outcome
   try {
     outcome = await execute(q, state, started)
   } catch (err) {
     outcome = sqlError(q.id, err)
   }
   current = null
-  post(outcome)
+  post({ ...outcome, rss: residentBytes() })
 }
 
 function onMessage(message: ToWorker): void {

@@ -344,7 +344,15 @@ describe('query - reader pool', () => {
       const queued = pool.query(ENDLESS_SQL)
       assert.throws(() => pool.query('SELECT 1'), isQueryError('OVERLOADED'))
       assert.equal((await nextEvent(running)).kind, 'columns')
-      assert.deepEqual(pool.stats(), { processes: 1, busy: 1, queued: 1, replaced: 0, batches: 0 })
+      assert.deepEqual(pool.stats(), {
+        processes: 1,
+        busy: 1,
+        queued: 1,
+        replaced: 0,
+        batches: 0,
+        rowsTooLarge: 0,
+        recycled: 0,
+      })
 
       // A queued query that is dropped frees its place at once.
       await queued.return?.()
