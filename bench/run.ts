@@ -29,6 +29,7 @@ import { engineApply } from './engine-apply.ts'
 import { engineSize } from './engine-size.ts'
 import { engineWrites } from './engine-writes.ts'
 import { clusterDetection } from './cluster-detection.ts'
+import { beginEventLoopWatch, eventLoopLine, eventLoopSummary } from './lib/event-loop.ts'
 import { buildFixture } from './lib/fixture.ts'
 import { httpQueries } from './http-queries.ts'
 import { httpWrites } from './http-writes.ts'
@@ -216,12 +217,18 @@ async function main(): Promise<number> {
       out(`=== ${module.name}: ${module.title}\n`)
       const loadBefore = load()
       const moduleStart = performance.now()
+      const watch = beginEventLoopWatch()
       const report = await module.run(ctx)
+      const eventLoop = watch.end()
       const seconds = (performance.now() - moduleStart) / 1000
       for (const table of report.tables) out(`${renderTable(table)}\n`)
+      const loopLine = eventLoopLine(eventLoop)
+      if (loopLine !== null) out(`${loopLine}\n`)
       const loadAfter = load()
       out(`(${module.name} took ${seconds.toFixed(1)} s; load average after: ${loadAfter})\n`)
-      for (const line of report.summary) summary.push({ module: module.name, line })
+      const loopSummary = eventLoopSummary(eventLoop)
+      const moduleSummary = [...report.summary, ...(loopSummary === null ? [] : [loopSummary])]
+      for (const line of moduleSummary) summary.push({ module: module.name, line })
       const file = join(RESULTS_DIR, `${module.name}.json`)
       writeFileSync(
         file,
@@ -236,7 +243,8 @@ async function main(): Promise<number> {
           repeats: REPEATS,
           machine: m,
           tables: report.tables,
-          summary: report.summary,
+          summary: moduleSummary,
+          eventLoop,
           data: report.data,
         })}\n`,
       )

@@ -28,6 +28,7 @@ import { parseConfig } from '../../packages/agent/src/config/load-config.ts'
 import { Replica } from '../../packages/agent/src/crdt/replica.ts'
 import { DEFAULT_REPLICATION } from '../../packages/agent/src/replication/options.ts'
 import type { Machine } from './common.ts'
+import { watchAgent } from './event-loop.ts'
 import { TABLE_SQL } from './fixture.ts'
 import type { HttpClient } from './http.ts'
 
@@ -270,7 +271,8 @@ export async function startAgent(spec: AgentSpec): Promise<Agent> {
     await server.kill()
     throw new Error(`${spec.name} listens at ${server.url.href}, not at ${api}`)
   }
-  return { ...server, spec, api, gossip: spec.gossipAddr, dbPath }
+  // Its event-loop delay is sampled while it runs, for run.ts's report (event-loop.ts).
+  return watchAgent({ ...server, spec, api, gossip: spec.gossipAddr, dbPath })
 }
 
 export interface ClusterOptions {

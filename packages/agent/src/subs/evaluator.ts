@@ -16,6 +16,7 @@ import {
   type EvalKind,
   type MatcherOptions,
 } from './matcher.ts'
+import type { DiffResult } from './subs-store.ts'
 import type { Subscription } from './subscription.ts'
 
 export interface EvaluatorOptions {
@@ -42,13 +43,15 @@ export class Evaluator {
     const { clock, metrics } = this.o
     const started = clock.now()
     let kind: EvalKind = sub.state === 'loading' ? 'first' : sub.needsFull ? 'full' : 'keys'
+    // Each committed slice of a diff goes out as it is committed (matcher.ts).
+    const publish = (diff: DiffResult): void => {
+      if (sub.active) this.o.fanOut.publish(sub, diff)
+    }
     try {
-      const outcome = await evaluate(sub, this.o.matcher)
-      kind = outcome.kind
+      kind = await evaluate(sub, this.o.matcher, publish)
       if (!sub.active) return
-      for (const diff of outcome.diffs) this.o.fanOut.publish(sub, diff)
-      if (outcome.kind !== 'keys') sub.ranFull(clock.now())
-      if (outcome.kind === 'first') sub.wentLive()
+      if (kind !== 'keys') sub.ranFull(clock.now())
+      if (kind === 'first') sub.wentLive()
       metrics.evaluations.inc({ kind, outcome: 'ok' })
       metrics.evaluationSeconds.observe({ kind }, (clock.now() - started) / 1000)
     } catch (err) {

@@ -13,17 +13,29 @@
  *   queue overflow, a lost batch, and every change for full-mode subscriptions);
  * - keys: an incremental subscription's query restricted to changed keys (incremental-sql.ts),
  *   diffed against the stored rows those keys reach, in chunks of SUBS_EVAL_KEYS_MAX keys.
+ *
+ * The main-thread part of each (staging the rows a reader returns, applying the diff) runs in
+ * slices of about SUBS_SLICE_MS (slicer.ts) and yields to the event loop in between, each
+ * labelled for the event-loop monitor (`activity`). Each slice of a diff is published as it is
+ * committed (`publish`): the events and change ids are those of a diff applied at once. The
+ * scheduler runs one evaluation per subscription at a time, so a commit that arrives between
+ * two slices only queues its keys: they are matched by the next evaluation, against the
+ * result this one leaves.
  */
 import { encodeCells } from '@patina/protocol'
 import { packPk, unpackPk } from '../crdt/pk-codec.ts'
 import type { SqlValue } from '../crdt/values.ts'
+import { activity } from '../metrics/event-loop.ts'
 import type { QueryEvent } from '../query/reader-pool.ts'
+import type { Clock } from '../runtime/clock.ts'
 import { messageOf, SubsError } from './errors.ts'
 import { identityKeys, rowIdentity, type IdentityItem } from './identity.ts'
 import { probeQuery, restrictedQuery, type Restriction } from './incremental-sql.ts'
 import type { IncrementalPlan, Plan } from './planner.ts'
+import { Slicer } from './slicer.ts'
 import {
   DuplicateIdentityError,
+  type DiffOptions,
   type DiffResult,
   type Scope,
   type StageMode,
@@ -46,14 +58,16 @@ export interface MatcherOptions {
   readonly store: SubsStore
   readonly evalKeysMax: number
   readonly historyMax: number
+  /** Measures slices and yields between them (`defer`). */
+  readonly clock: Clock
+  /** The time budget of a slice of main-thread work (SUBS_SLICE_MS). */
+  readonly sliceMs: number
 }
 
 export type EvalKind = 'first' | 'full' | 'keys'
 
-export interface EvalOutcome {
-  readonly kind: EvalKind
-  readonly diffs: readonly DiffResult[]
-}
+/** Takes each committed slice of a diff, in order (fan-out). */
+export type Publish = (diff: DiffResult) => void
 
 /**
  * A failure of one evaluation that says nothing bad about the subscription (the reader pool is
@@ -66,16 +80,49 @@ export class TransientEvalError extends Error {
 /** SQLite result codes of a reader that mean "try again", not "this query is broken". */
 const TRANSIENT_SQLITE = /^SQLITE_(BUSY|LOCKED|IOERR|NOMEM|FULL|CANTOPEN|PROTOCOL)/
 
-/** Runs the next unit of work of `sub`; throws TransientEvalError or the failure. */
-export async function evaluate(sub: Subscription, o: MatcherOptions): Promise<EvalOutcome> {
-  if (sub.state === 'loading') return { kind: 'first', diffs: [await runFull(sub, o, false)] }
+/**
+ * Runs the next unit of work of `sub`, handing each committed slice of its diffs to `publish`
+ * as it goes; returns its kind. Throws TransientEvalError or the failure (slices published
+ * before stay published: they are committed).
+ */
+export async function evaluate(
+  sub: Subscription,
+  o: MatcherOptions,
+  publish: Publish,
+): Promise<EvalKind> {
+  const slicer = new Slicer(o.clock, o.sliceMs)
+  if (sub.state === 'loading') {
+    await runFull(sub, o, false, slicer, publish)
+    return 'first'
+  }
   if (sub.needsFull) {
     sub.startFullRun()
-    return { kind: 'full', diffs: [await runFull(sub, o, true)] }
+    await runFull(sub, o, true, slicer, publish)
+    return 'full'
   }
   const plan = sub.plan
-  if (plan.mode === 'full') return { kind: 'keys', diffs: [] }
-  return { kind: 'keys', diffs: await runKeys(sub, plan, o) }
+  if (plan.mode === 'incremental') await runKeys(sub, plan, o, slicer, publish)
+  return 'keys'
+}
+
+/** Applies what evaluation `diff.ev` staged, a slice at a time, publishing each slice. */
+async function applySliced(
+  sub: Subscription,
+  o: MatcherOptions,
+  diff: DiffOptions,
+  slicer: Slicer,
+  publish: Publish,
+): Promise<void> {
+  const progress = o.store.beginDiff(diff)
+  for (;;) {
+    if (!sub.active) throw new TransientEvalError('the subscription was dropped')
+    const slice = activity.run('subs: apply diff', () =>
+      o.store.applyDiffSlice(progress, slicer.more),
+    )
+    publish(slice)
+    if (progress.phase === 'done') return
+    await slicer.pause()
+  }
 }
 
 function identityItems(plan: IncrementalPlan): IdentityItem[] {
@@ -111,6 +158,7 @@ async function run(
   sql: string,
   params: Readonly<Record<string, SqlValue>>,
   columns: number,
+  slicer: Slicer,
   onRows: (rows: readonly (readonly SqlValue[])[]) => void,
 ): Promise<void> {
   let stream: AsyncIterator<QueryEvent>
@@ -140,7 +188,12 @@ async function run(
           )
         }
       } else if (event.kind === 'rows') {
-        onRows(event.rows)
+        activity.run('subs: stage rows', () => {
+          onRows(event.rows)
+        })
+        // Buffered batches resolve `next()` at once: without this, a long result would be
+        // staged in one turn of the event loop.
+        await slicer.pause()
       }
     }
   } finally {
@@ -168,25 +221,32 @@ function classify(err: unknown): Error {
   return new SubsError('SQL_ERROR', messageOf(err), { cause: err })
 }
 
-async function runFull(sub: Subscription, o: MatcherOptions, log: boolean): Promise<DiffResult> {
+async function runFull(
+  sub: Subscription,
+  o: MatcherOptions,
+  log: boolean,
+  slicer: Slicer,
+  publish: Publish,
+): Promise<void> {
   const plan = sub.plan
   const ev = o.store.beginEval()
   const toStaged = stager(plan)
   const mode: StageMode = plan.mode === 'full' ? 'count' : 'unique'
   let seq = 0
   try {
-    await run(sub, o, plan.fullSql, plan.params, expectedColumns(plan), (rows) => {
+    await run(sub, o, plan.fullSql, plan.params, expectedColumns(plan), slicer, (rows) => {
       o.store.stage(ev, seq, rows.map(toStaged), mode)
       seq += rows.length
     })
-    return o.store.applyDiff({
+    const diff: DiffOptions = {
       num: sub.num,
       ev,
       scope: { kind: 'all' },
       itemCount: plan.mode === 'full' ? 0 : plan.items.length,
       log,
       historyMax: o.historyMax,
-    })
+    }
+    await applySliced(sub, o, diff, slicer, publish)
   } catch (err) {
     if (err instanceof DuplicateIdentityError) throw new SubsError('FAILED', err.message)
     throw err
@@ -212,7 +272,9 @@ async function runKeys(
   sub: Subscription,
   plan: IncrementalPlan,
   o: MatcherOptions,
-): Promise<DiffResult[]> {
+  slicer: Slicer,
+  publish: Publish,
+): Promise<void> {
   const taken = sub.takeKeys(o.evalKeysMax)
   const keysByItem = new Map<number, SqlValue[][]>()
   const itemKeys: { item: number; key: Buffer }[] = []
@@ -245,7 +307,8 @@ async function runKeys(
       index,
       keys.map((k) => k.values),
     )
-    await run(sub, o, probe.sql, { ...plan.params, ...probe.params }, preservedColumns, (rows) => {
+    const params = { ...plan.params, ...probe.params }
+    await run(sub, o, probe.sql, params, preservedColumns, slicer, (rows) => {
       for (const row of rows) {
         const p = rowIdentity(prefixOf, row, false).ident
         prefixes.set(p.toString('latin1'), p)
@@ -272,7 +335,6 @@ async function runKeys(
       scope: { kind: 'keys', itemKeys: [], prefixes: chunk },
     })
   }
-  const diffs: DiffResult[] = []
   const toStaged = stager(plan)
   for (const unit of units) {
     const query = restrictedQuery(plan.parts, plan.items, unit.restriction)
@@ -285,24 +347,23 @@ async function runKeys(
         query.sql,
         { ...plan.params, ...query.params },
         expectedColumns(plan),
+        slicer,
         (rows) => {
           o.store.stage(ev, seq, rows.map(toStaged), 'merge')
           seq += rows.length
         },
       )
-      diffs.push(
-        o.store.applyDiff({
-          num: sub.num,
-          ev,
-          scope: unit.scope,
-          itemCount: plan.items.length,
-          log: true,
-          historyMax: o.historyMax,
-        }),
-      )
+      const diff: DiffOptions = {
+        num: sub.num,
+        ev,
+        scope: unit.scope,
+        itemCount: plan.items.length,
+        log: true,
+        historyMax: o.historyMax,
+      }
+      await applySliced(sub, o, diff, slicer, publish)
     } finally {
       o.store.endEval(ev)
     }
   }
-  return diffs
 }

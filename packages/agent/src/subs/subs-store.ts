@@ -21,6 +21,7 @@ import { changeLine, KIND_CODES, KIND_NAMES, rowLine, type ChangeKind } from './
 import { identityKeys } from './identity.ts'
 import { decodeParams, encodeParams } from './params.ts'
 import { SUBS_DB_CACHE_SIZE_KIB } from './subs-defaults.ts'
+import { SUBS_DIFF_WINDOW_ROWS } from './slicer.ts'
 import { BUSY_TIMEOUT_MS } from '../config/defaults.ts'
 
 export const SUBS_DB_FILE = 'subs.db'
@@ -80,6 +81,8 @@ const TEMP_DDL = [
     vals TEXT NOT NULL,
     PRIMARY KEY (ev, ident, occ)
   ) WITHOUT ROWID`,
+  // Diffs walk staged rows in result order, a window at a time (applyDiffSlice).
+  'CREATE INDEX IF NOT EXISTS temp.stage_rows_seq ON stage_rows (ev, seq)',
   `CREATE TEMP TABLE IF NOT EXISTS stage_scope (
     ev INTEGER NOT NULL,
     rid INTEGER NOT NULL,
@@ -147,6 +150,16 @@ export interface DiffResult {
   readonly firstChange: number
   /** Rows of the stored result after the diff changed (inserted + deleted). */
   readonly rowsDelta: number
+}
+
+/**
+ * Where a diff applied in slices is (`SubsStore.beginDiff`): the part being walked and the key
+ * (rowid or staged seq) after which its next window starts. Owned by one evaluation.
+ */
+export interface DiffProgress {
+  readonly o: DiffOptions
+  phase: 'scope' | 'deletes' | 'updates' | 'inserts' | 'clear' | 'done'
+  after: number
 }
 
 export class DuplicateIdentityError extends Error {
@@ -320,19 +333,41 @@ export class SubsStore {
   }
 
   /**
-   * Diffs what evaluation `ev` staged against the stored result within `scope`, applies the
-   * difference and logs it as change events, in one transaction: deletes (rows in scope no
-   * longer returned), updates (same identity, other values), then inserts (new identities, in
-   * result order, each given the next rowid).
+   * Starts diffing what evaluation `ev` staged (all of it: staging is over) against the stored
+   * result within `scope`. The diff is applied by `applyDiffSlice`, in as many slices as it
+   * takes; `applyDiff` does it at once.
    */
-  applyDiff(o: DiffOptions): DiffResult {
+  beginDiff(o: DiffOptions): DiffProgress {
+    return { o, phase: o.scope.kind === 'all' ? 'deletes' : 'scope', after: -1 }
+  }
+
+  /**
+   * Applies the next slice of a diff and logs it as change events, in one transaction:
+   * deletes (rows in scope no longer returned, in rowid order), updates (same identity, other
+   * values, in result order), then inserts (new identities, in result order, each given the
+   * next rowid); then what was staged is cleared. Rows are taken SUBS_DIFF_WINDOW_ROWS at a time (a window of stored rows for
+   * deletes, of staged rows for the others), and the slice ends after the window during which
+   * `more()` turns false, or when the diff is done (`progress.phase === 'done'`).
+   *
+   * The slices log exactly the events one transaction would, with the same change ids and
+   * rowids: the three sets are disjoint by identity, so applying one does not change what the
+   * others select, and each is walked in its order. Between slices the stored result is part
+   * way, and its log says so: each slice commits its rows, its events and the counters
+   * together. After a crash between two slices, the next start re-runs the query in full and
+   * logs the rest. A slice after the subscription was dropped does nothing and ends the diff.
+   */
+  applyDiffSlice(progress: DiffProgress, more: () => boolean): DiffResult {
+    const { o } = progress
     return this.db.transaction((): DiffResult => {
       const counters = this.s.counters.get(o.num) as
         { next_rid: number; last_change: number } | undefined
-      if (counters === undefined)
+      if (counters === undefined) {
+        progress.phase = 'done'
         return { changes: [], lastChange: 0, firstChange: 1, rowsDelta: 0 }
+      }
       let nextRid = counters.next_rid
       let last = counters.last_change
+      let rowsDelta = 0
       const changes: { id: number; line: string }[] = []
       const log = (kind: ChangeKind, rid: number, vals: string): void => {
         if (!o.log) return
@@ -340,55 +375,117 @@ export class SubsStore {
         this.s.insertChange.run(o.num, last, KIND_CODES[kind], rid, vals)
         changes.push({ id: last, line: changeLine(kind, rid, vals, last) })
       }
-      let deletes: { rid: number; ident: Buffer; vals: string }[]
-      if (o.scope.kind === 'all') {
-        deletes = this.s.deletesAll.all(o.num, o.ev) as typeof deletes
-      } else {
-        for (const { item, key } of o.scope.itemKeys) this.s.scopeByKey.run(o.ev, o.num, item, key)
-        for (const prefix of o.scope.prefixes) this.s.scopeByPrefix.run(o.ev, o.num, prefix)
-        deletes = this.s.deletesScoped.all(o.num, o.ev) as typeof deletes
-      }
-      const updates = this.s.updates.all(o.num, o.ev) as { rid: number; vals: string }[]
-      const inserts = this.s.inserts.all(o.ev, o.num) as {
-        ident: Buffer
-        occ: number
-        pfx: Buffer | null
-        vals: string
-      }[]
-      for (const d of deletes) {
-        this.s.deleteRow.run(o.num, d.rid)
-        if (o.itemCount > 0) {
-          identityKeys(d.ident, o.itemCount).forEach((key, item) => {
-            if (key !== null) this.s.deleteKey.run(o.num, item, key, d.rid)
-          })
+      const window = SUBS_DIFF_WINDOW_ROWS
+      /** The upper bound of the next window after `progress.after` (null: to the end). */
+      const bound = (stmt: Database.Statement, key: number): number | null =>
+        (stmt.pluck().get(key, progress.after, window - 1) as number | undefined) ?? null
+      const next = (phase: DiffProgress['phase'], hi: number | null): void => {
+        if (hi === null) {
+          progress.phase = phase
+          progress.after = -1
+        } else {
+          progress.after = hi
         }
-        log('delete', d.rid, d.vals)
       }
-      for (const u of updates) {
-        this.s.updateRow.run(u.vals, o.num, u.rid)
-        log('update', u.rid, u.vals)
-      }
-      for (const ins of inserts) {
-        const rid = nextRid++
-        this.s.insertRow.run(o.num, rid, ins.ident, ins.occ, ins.pfx, ins.vals)
-        if (o.itemCount > 0) {
-          identityKeys(ins.ident, o.itemCount).forEach((key, item) => {
-            if (key !== null) this.s.insertKey.run(o.num, item, key, rid)
-          })
+      do {
+        switch (progress.phase) {
+          case 'scope': {
+            if (o.scope.kind === 'keys') {
+              for (const { item, key } of o.scope.itemKeys) {
+                this.s.scopeByKey.run(o.ev, o.num, item, key)
+              }
+              for (const prefix of o.scope.prefixes) this.s.scopeByPrefix.run(o.ev, o.num, prefix)
+            }
+            progress.phase = 'deletes'
+            break
+          }
+          case 'deletes': {
+            const all = o.scope.kind === 'all'
+            const hi = all ? bound(this.s.rowsBound, o.num) : bound(this.s.scopeBound, o.ev)
+            const lo = progress.after
+            const top = hi ?? Number.MAX_SAFE_INTEGER
+            const deletes = (
+              all
+                ? this.s.deletesAll.all(o.num, lo, top, o.ev)
+                : this.s.deletesScoped.all(o.num, o.ev, lo, top)
+            ) as { rid: number; ident: Buffer; vals: string }[]
+            for (const d of deletes) {
+              this.s.deleteRow.run(o.num, d.rid)
+              if (o.itemCount > 0) {
+                identityKeys(d.ident, o.itemCount).forEach((key, item) => {
+                  if (key !== null) this.s.deleteKey.run(o.num, item, key, d.rid)
+                })
+              }
+              log('delete', d.rid, d.vals)
+            }
+            rowsDelta -= deletes.length
+            next('updates', hi)
+            break
+          }
+          case 'updates': {
+            const hi = bound(this.s.stageBound, o.ev)
+            const updates = this.s.updates.all(
+              o.num,
+              o.ev,
+              progress.after,
+              hi ?? Number.MAX_SAFE_INTEGER,
+            ) as { rid: number; vals: string }[]
+            for (const u of updates) {
+              this.s.updateRow.run(u.vals, o.num, u.rid)
+              log('update', u.rid, u.vals)
+            }
+            next('inserts', hi)
+            break
+          }
+          case 'inserts': {
+            const hi = bound(this.s.stageBound, o.ev)
+            const inserts = this.s.inserts.all(
+              o.ev,
+              progress.after,
+              hi ?? Number.MAX_SAFE_INTEGER,
+              o.num,
+            ) as { ident: Buffer; occ: number; pfx: Buffer | null; vals: string }[]
+            for (const ins of inserts) {
+              const rid = nextRid++
+              this.s.insertRow.run(o.num, rid, ins.ident, ins.occ, ins.pfx, ins.vals)
+              if (o.itemCount > 0) {
+                identityKeys(ins.ident, o.itemCount).forEach((key, item) => {
+                  if (key !== null) this.s.insertKey.run(o.num, item, key, rid)
+                })
+              }
+              log('insert', rid, ins.vals)
+            }
+            rowsDelta += inserts.length
+            next('clear', hi)
+            break
+          }
+          case 'clear': {
+            // What was staged goes too, a window at a time (a large result's rows would
+            // take one long DELETE).
+            const hi = bound(this.s.stageBound, o.ev)
+            this.s.clearStageWindow.run(o.ev, progress.after, hi ?? Number.MAX_SAFE_INTEGER)
+            if (hi === null) this.s.clearScope.run(o.ev)
+            next('done', hi)
+            break
+          }
+          case 'done':
+            break
         }
-        log('insert', rid, ins.vals)
-      }
+      } while (progress.phase !== 'done' && more())
       this.s.setCounters.run(nextRid, last, o.num)
       const keepFrom = last - o.historyMax + 1
       if (changes.length > 0 && keepFrom > 1) this.s.trimChanges.run(o.num, keepFrom - 1)
-      this.s.clearStage.run(o.ev)
-      this.s.clearScope.run(o.ev)
-      return {
-        changes,
-        lastChange: last,
-        firstChange: Math.max(1, keepFrom),
-        rowsDelta: inserts.length - deletes.length,
-      }
+      return { changes, lastChange: last, firstChange: Math.max(1, keepFrom), rowsDelta }
+    })()
+  }
+
+  /** The whole diff of evaluation `ev` in one transaction (see `applyDiffSlice`). */
+  applyDiff(o: DiffOptions): DiffResult {
+    return this.db.transaction((): DiffResult => {
+      const progress = this.beginDiff(o)
+      const diff = this.applyDiffSlice(progress, () => true)
+      if (progress.phase !== 'done') throw new Error('a whole diff ended before its end')
+      return diff
     })()
   }
 
@@ -486,26 +583,38 @@ function prepareStatements(db: Database.Database) {
     scopeByPrefix: p(
       'INSERT OR IGNORE INTO stage_scope (ev, rid) SELECT ?, rid FROM sub_rows WHERE sub = ? AND pfx = ?',
     ),
+    // Window bounds (applyDiffSlice): the key SUBS_DIFF_WINDOW_ROWS rows after a cursor, read
+    // from an index alone, so that a window costs as many rows whatever it finds in them.
+    rowsBound: p(
+      'SELECT rid FROM sub_rows WHERE sub = ? AND rid > ? ORDER BY rid LIMIT 1 OFFSET ?',
+    ),
+    scopeBound: p(
+      'SELECT rid FROM stage_scope WHERE ev = ? AND rid > ? ORDER BY rid LIMIT 1 OFFSET ?',
+    ),
+    stageBound: p(
+      'SELECT seq FROM stage_rows WHERE ev = ? AND seq > ? ORDER BY seq LIMIT 1 OFFSET ?',
+    ),
     deletesAll: p(
-      'SELECT r.rid, r.ident, r.vals FROM sub_rows r WHERE r.sub = ? AND NOT EXISTS ' +
-        '(SELECT 1 FROM stage_rows st WHERE st.ev = ? AND st.ident = r.ident AND st.occ = r.occ) ' +
-        'ORDER BY r.rid',
+      'SELECT r.rid, r.ident, r.vals FROM sub_rows r WHERE r.sub = ? AND r.rid > ? AND r.rid <= ? ' +
+        'AND NOT EXISTS (SELECT 1 FROM stage_rows st WHERE st.ev = ? AND st.ident = r.ident ' +
+        'AND st.occ = r.occ) ORDER BY r.rid',
     ),
     // CROSS JOIN fixes the join order (SQLite's hint): the few scoped or staged rows drive,
     // each looked up in sub_rows. Left to the planner (no statistics on the TEMP tables), it
     // scanned every stored row of the subscription, so one changed key cost O(result size).
     deletesScoped: p(
       'SELECT r.rid, r.ident, r.vals FROM stage_scope sc CROSS JOIN sub_rows r ON r.sub = ? AND r.rid = sc.rid ' +
-        'WHERE sc.ev = ? AND NOT EXISTS (SELECT 1 FROM stage_rows st ' +
+        'WHERE sc.ev = ? AND sc.rid > ? AND sc.rid <= ? AND NOT EXISTS (SELECT 1 FROM stage_rows st ' +
         'WHERE st.ev = sc.ev AND st.ident = r.ident AND st.occ = r.occ) ORDER BY r.rid',
     ),
     updates: p(
       'SELECT r.rid, st.vals FROM stage_rows st CROSS JOIN sub_rows r ' +
         'ON r.sub = ? AND r.ident = st.ident AND r.occ = st.occ ' +
-        'WHERE st.ev = ? AND r.vals <> st.vals ORDER BY st.seq',
+        'WHERE st.ev = ? AND st.seq > ? AND st.seq <= ? AND r.vals <> st.vals ORDER BY st.seq',
     ),
     inserts: p(
-      'SELECT st.ident, st.occ, st.pfx, st.vals FROM stage_rows st WHERE st.ev = ? AND NOT EXISTS ' +
+      'SELECT st.ident, st.occ, st.pfx, st.vals FROM stage_rows st ' +
+        'WHERE st.ev = ? AND st.seq > ? AND st.seq <= ? AND NOT EXISTS ' +
         '(SELECT 1 FROM sub_rows r WHERE r.sub = ? AND r.ident = st.ident AND r.occ = st.occ) ' +
         'ORDER BY st.seq',
     ),
@@ -521,6 +630,7 @@ function prepareStatements(db: Database.Database) {
     ),
     trimChanges: p('DELETE FROM sub_changes WHERE sub = ? AND change_id <= ?'),
     clearStage: p('DELETE FROM stage_rows WHERE ev = ?'),
+    clearStageWindow: p('DELETE FROM stage_rows WHERE ev = ? AND seq > ? AND seq <= ?'),
     clearScope: p('DELETE FROM stage_scope WHERE ev = ?'),
     changesAfter: p(
       'SELECT change_id, kind, rid, vals FROM sub_changes WHERE sub = ? AND change_id > ? ' +

@@ -48,6 +48,7 @@ import {
 } from './stream-opener.ts'
 import { SUBS_PAGE_ROWS } from './subs-defaults.ts'
 import { subsGauges } from './subs-gauges.ts'
+import { SUBS_SLICE_MS } from './slicer.ts'
 import { SubsRegistry } from './subs-registry.ts'
 import { SubsStore } from './subs-store.ts'
 import { Subscription } from './subscription.ts'
@@ -78,6 +79,11 @@ export interface SubscriptionsOptions {
   readonly clock?: Clock
   /** Keys bound into one restricted evaluation; default SUBS_EVAL_KEYS_MAX (tests lower it). */
   readonly evalKeysMax?: number
+  /**
+   * Time budget of a slice of an evaluation's main-thread work; default SUBS_SLICE_MS (tests
+   * pass Infinity for a reference run in one slice).
+   */
+  readonly sliceMs?: number
 }
 
 export interface SubscriptionInfo {
@@ -144,6 +150,8 @@ export class Subscriptions {
         store: this.store,
         evalKeysMax: o.evalKeysMax ?? SUBS_EVAL_KEYS_MAX,
         historyMax: config.maxHistory,
+        clock,
+        sliceMs: o.sliceMs ?? SUBS_SLICE_MS,
       },
       fanOut,
       metrics,

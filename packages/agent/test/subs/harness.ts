@@ -53,6 +53,8 @@ export interface HarnessOptions {
   readonly subs?: Readonly<Record<string, number | boolean>>
   /** Keys per restricted evaluation (default SUBS_EVAL_KEYS_MAX): small values split work. */
   readonly evalKeysMax?: number
+  /** Time budget of a slice of main-thread work (default SUBS_SLICE_MS; Infinity: one slice). */
+  readonly sliceMs?: number
   /** The subscriptions' clock (default `systemClock()`; a `virtualClock` to drive time). */
   readonly clock?: Clock
 }
@@ -105,6 +107,7 @@ export async function openSubsApi(options: HarnessOptions = {}): Promise<SubsHar
       logger,
       clock: options.clock ?? systemClock(),
       ...(options.evalKeysMax === undefined ? {} : { evalKeysMax: options.evalKeysMax }),
+      ...(options.sliceMs === undefined ? {} : { sliceMs: options.sliceMs }),
     })
     undo.push(() => subs.stop())
     const app = buildApi({ replica, readers, config, metrics, logger, subs })

@@ -1,0 +1,172 @@
+/**
+ * The event-loop delay of every benchmark agent, for every benchmark that runs real agents:
+ * one helper, used by the launcher (agents.ts `startAgent` calls `watchAgent`) and by run.ts
+ * (`beginEventLoopWatch` around each benchmark), so no benchmark file has to do anything.
+ *
+ * Each agent's /metrics is sampled every SAMPLE_INTERVAL_MS while it runs, and once more when
+ * it is stopped through its handle (not when killed: a kill is often what is being timed).
+ * The agent's `patina_event_loop_delay_seconds` covers its last complete 10 s window (the
+ * current one until one completes), so sampling more often than the window and keeping the
+ * largest value covers a phase of any length; a benchmark's figure is the largest p99 (and
+ * max) any of its agents showed while it ran, from start-up to stop, and the stalls they
+ * counted (`patina_event_loop_stalls_total`, blocks over 200 ms).
+ */
+import type { Agent } from './agents.ts'
+import type { SummaryLine } from './common.ts'
+
+/** The issue's goal: event-loop delay p99 under this under every benchmark. */
+export const EVENT_LOOP_P99_GOAL_MS = 20
+/** How often a running agent is sampled (its window is 10 s). */
+const SAMPLE_INTERVAL_MS = 2000
+const SCRAPE_TIMEOUT_MS = 3000
+
+interface Sample {
+  readonly atMs: number
+  readonly p99Ms: number
+  readonly maxMs: number
+  readonly stalls: number
+}
+
+interface Watched {
+  readonly name: string
+  readonly samples: Sample[]
+}
+
+const watched: Watched[] = []
+
+async function sample(api: string): Promise<Sample | null> {
+  try {
+    const res = await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) })
+    if (res.status !== 200) return null
+    const text = await res.text()
+    const value = (prefix: string): number | null => {
+      const line = text.split('\n').find((l) => l.startsWith(prefix))
+      return line === undefined ? null : Number(line.slice(line.lastIndexOf(' ') + 1))
+    }
+    const p99 = value('patina_event_loop_delay_seconds{quantile="0.99"} ')
+    const max = value('patina_event_loop_delay_seconds{quantile="max"} ')
+    if (p99 === null || max === null) return null
+    return {
+      atMs: performance.now(),
+      p99Ms: p99 * 1000,
+      maxMs: max * 1000,
+      stalls: value('patina_event_loop_stalls_total ') ?? 0,
+    }
+  } catch {
+    // Stopping, or too busy to answer in time: the next sample will tell.
+    return null
+  }
+}
+
+/**
+ * Samples `agent` until it exits; returns its `stop` wrapped to take a last sample first.
+ * Timers are unref()ed: watching never keeps the benchmark process alive.
+ */
+export function watchAgent(agent: Agent): Agent {
+  const w: Watched = { name: agent.name, samples: [] }
+  watched.push(w)
+  let inFlight = false
+  const take = async (): Promise<void> => {
+    if (inFlight || !agent.running()) return
+    inFlight = true
+    const s = await sample(agent.api)
+    inFlight = false
+    if (s !== null) w.samples.push(s)
+  }
+  const timer = setInterval(() => {
+    if (!agent.running()) {
+      clearInterval(timer)
+      return
+    }
+    void take()
+  }, SAMPLE_INTERVAL_MS)
+  timer.unref()
+  return {
+    ...agent,
+    stop: async () => {
+      clearInterval(timer)
+      await take()
+      await agent.stop()
+    },
+    kill: async () => {
+      clearInterval(timer)
+      await agent.kill()
+    },
+  }
+}
+
+export interface AgentEventLoop {
+  readonly agent: string
+  readonly samples: number
+  readonly p99MaxMs: number
+  readonly maxMs: number
+  readonly stalls: number
+}
+
+export interface EventLoopReport {
+  /** Largest p99 of any agent during the benchmark, ms (null: no agent was sampled). */
+  readonly p99Ms: number | null
+  readonly maxMs: number | null
+  readonly stalls: number
+  readonly goalMs: number
+  readonly met: boolean | null
+  readonly agents: readonly AgentEventLoop[]
+}
+
+/**
+ * Marks the start of a benchmark; `end()` reports what the agents sampled since (their last
+ * sample is taken when stopped; agents started before the mark count from the mark).
+ */
+export function beginEventLoopWatch(): { end(): EventLoopReport } {
+  const from = watched.length
+  const startMs = performance.now()
+  const known = watched.slice(0, from).map((w) => w.samples.length)
+  return {
+    end() {
+      const agents: AgentEventLoop[] = []
+      watched.forEach((w, i) => {
+        const samples = i < from ? w.samples.slice(known[i]) : w.samples
+        if (samples.length === 0 || (samples.at(-1)?.atMs ?? 0) < startMs) return
+        const first = i < from ? w.samples[(known[i] ?? 1) - 1] : undefined
+        const last = samples.at(-1) as Sample
+        agents.push({
+          agent: w.name,
+          samples: samples.length,
+          p99MaxMs: Math.max(...samples.map((s) => s.p99Ms)),
+          maxMs: Math.max(...samples.map((s) => s.maxMs)),
+          stalls: last.stalls - (first?.stalls ?? 0),
+        })
+      })
+      const p99Ms = agents.length === 0 ? null : Math.max(...agents.map((a) => a.p99MaxMs))
+      return {
+        p99Ms,
+        maxMs: agents.length === 0 ? null : Math.max(...agents.map((a) => a.maxMs)),
+        stalls: agents.reduce((n, a) => n + a.stalls, 0),
+        goalMs: EVENT_LOOP_P99_GOAL_MS,
+        met: p99Ms === null ? null : p99Ms < EVENT_LOOP_P99_GOAL_MS,
+        agents,
+      }
+    },
+  }
+}
+
+/** The report as one output line, or null when the benchmark ran no agent. */
+export function eventLoopLine(r: EventLoopReport): string | null {
+  if (r.p99Ms === null) return null
+  return (
+    `agents' event-loop delay: p99 ${r.p99Ms.toFixed(1)} ms (goal < ${r.goalMs} ms: ` +
+    `${r.met === true ? 'met' : 'NOT met'}), max ${(r.maxMs ?? 0).toFixed(0)} ms, ` +
+    `stalls > 200 ms: ${r.stalls} (${r.agents.length} agents, largest of each agent's samples)`
+  )
+}
+
+/** The report as a summary line, or null when the benchmark ran no agent. */
+export function eventLoopSummary(r: EventLoopReport): SummaryLine | null {
+  if (r.p99Ms === null) return null
+  return {
+    metric: "agents' event-loop delay p99 (max)",
+    value: `${r.p99Ms.toFixed(1)} ms (${(r.maxMs ?? 0).toFixed(0)} ms)`,
+    goal: `< ${r.goalMs} ms`,
+    met: r.met === true,
+  }
+}
