@@ -396,14 +396,17 @@ export class Swim {
 
   /**
    * Graceful leave: marks self `left` (incarnation + 1), gossips it at once and keeps gossiping
-   * and answering for `leaveLingerMs`, then stops. Resolves when stopped.
+   * and answering for `leaveLingerMs`, then stops. Resolves when stopped. From here on every
+   * datagram carries "I left" first (see `sendPacket`), not only the first few: its header
+   * says "sender alive at the left incarnation", and a member that missed the leave gossip
+   * would otherwise take a late ack for a sign of life.
    */
   leave(): Promise<void> {
     if (this.stopped) return Promise.resolve()
     if (this.self.state !== 'left') {
       if (this.self.incarnation < U32_MAX) this.self.incarnation++
       this.setState(this.self, 'left')
-      this.enqueue(this.self, null)
+      this.queue.remove(this.self.actorId) // an older fact about us; sendPacket adds the new one
       this.emitChange(this.self)
       if (this.probeTimer !== null) this.clock.clearTimer(this.probeTimer)
       this.probeTimer = null
@@ -501,7 +504,7 @@ export class Swim {
     }
     const alone = this.liveOthers() === 0
     // Updates first, so that a refutation they cause is in the header of our answer.
-    this.applyHeader(sender)
+    this.applyHeader(sender, updates)
     for (const u of updates) this.applyUpdate(u, sender.actorId)
     this.handleBody(from, sender, body)
     if (alone && this.liveOthers() > 0 && !this.contactExchange) {
@@ -553,7 +556,22 @@ export class Swim {
 
   // ---------------------------------------------------------------------------- applying facts
 
-  private applyHeader(sender: Sender): void {
+  /**
+   * Every message says "sender alive at its incarnation", except one whose records say the
+   * sender left at that incarnation or later (a leaver's packets and push-pull table): applying
+   * the header first would make it alive at its left incarnation, then left (the flapping
+   * `patina dev` logged when its agents stopped together). The left record is applied with the
+   * others, and for an unknown sender adds nothing.
+   */
+  private applyHeader(sender: Sender, records: readonly MemberUpdate[]): void {
+    const leaving = records.some(
+      (r) =>
+        r.actorId === sender.actorId &&
+        r.epoch === sender.epoch &&
+        r.state === 'left' &&
+        r.incarnation >= sender.incarnation,
+    )
+    if (leaving) return
     this.applyUpdate(
       {
         actorId: sender.actorId,
@@ -718,7 +736,7 @@ export class Swim {
   }
 
   private mergeRemoteState(sender: Sender, records: readonly MemberUpdate[]): void {
-    this.applyHeader(sender)
+    this.applyHeader(sender, records)
     for (const r of records) {
       if (r.actorId === this.self.actorId || r.state === 'alive' || r.state === 'left') {
         this.applyUpdate(r, sender.actorId)
@@ -981,14 +999,16 @@ export class Swim {
   }
 
   private gossipRound(): void {
-    if (this.queue.size === 0) return
+    // A leaver gossips through its linger time: each of its packets says it left.
+    const leaving = this.self.state === 'left'
+    if (this.queue.size === 0 && !leaving) return
     const now = this.clock.now()
     const targets = this.randomMembers(this.opts.gossipNodes, (m) => {
       if (m.state === 'alive' || m.state === 'suspect') return true
       return now - m.stateChangedAtMs <= this.opts.gossipToTheDeadMs
     })
     for (const t of targets) {
-      if (this.queue.size === 0) return
+      if (this.queue.size === 0 && !leaving) return
       this.sendPacket(t.addr, { type: 'gossip' }, null, true)
     }
   }
@@ -1188,8 +1208,9 @@ export class Swim {
   }
 
   /**
-   * Sends one datagram with `body`, `forced` first among the piggybacked updates, then the
-   * least-sent queued updates that fit. With `onlyWithUpdates`, sends nothing if none fit.
+   * Sends one datagram with `body`, `forced` first among the piggybacked updates (after our own
+   * left record once we left: see `leave()`), then the least-sent queued updates that fit. With
+   * `onlyWithUpdates`, sends nothing if none fit.
    */
   private sendPacket(
     to: string,
@@ -1198,6 +1219,7 @@ export class Swim {
     onlyWithUpdates = false,
   ): void {
     const builder = new PacketBuilder(this.opts.maxPacketBytes, this.clusterId, this.sender(), body)
+    if (this.self.state === 'left') builder.tryAdd(encodeUpdate(this.record(this.self, null)))
     if (forced !== null) builder.tryAdd(encodeUpdate(forced))
     this.queue.fill(builder, this.retransmitLimit(), forced?.actorId ?? null)
     const bytes = builder.finish()
