@@ -15,6 +15,7 @@ import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/default
 import { SUBS_EVALS_PER_READER_MAX } from './subs/subs-defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
 import { Replica } from './crdt/replica.ts'
+import { DEADLINE_FIX } from './store/deadline.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { EventLoopMonitor } from './metrics/event-loop.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
@@ -47,6 +48,14 @@ export interface Agent {
 }
 
 function registerStoreMetrics(metrics: AgentMetrics, replica: Replica, path: string): void {
+  new Gauge({
+    name: 'patina_sql_deadline_enabled',
+    help: '1 when write transactions run under [perf] sql_tx_timeout (native extension loaded)',
+    registers: [metrics.registry],
+    collect() {
+      this.set(replica.deadlineEnabled ? 1 : 0)
+    },
+  })
   new Gauge({
     name: 'patina_db_version',
     help: "This agent's own latest version (its count of committed write transactions)",
@@ -178,7 +187,14 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       synchronous: config.db.synchronous,
       bufferCellsMax: config.replication.bufferCellsMax,
       maxCellBytes: config.write.maxCellBytes,
+      txTimeoutMs: config.write.txTimeoutMs,
     })
+    if (replica.deadlineProblem !== null) {
+      log.warn(
+        `write transactions have no [perf] sql_tx_timeout: ${replica.deadlineProblem}; ` +
+          `to fix: ${DEADLINE_FIX}`,
+      )
+    }
     cleanups.push(() => {
       replica.close()
     })

@@ -11,6 +11,8 @@ export type ReplicaErrorCode =
   | 'INVALID_TEXT'
   /** A local write would store a value over `[perf] max_cell_bytes` (cell-size.ts). */
   | 'CELL_TOO_LARGE'
+  /** A local transaction ran past `[perf] sql_tx_timeout` and was rolled back (replica.ts). */
+  | 'TRANSACTION_TIMEOUT'
 
 export class ReplicaError extends Error {
   override readonly name = 'ReplicaError'

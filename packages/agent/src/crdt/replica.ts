@@ -17,12 +17,14 @@ import { ACTOR_ID_BYTES, actorIdHex } from '../runtime/actor-id.ts'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import type Database from 'better-sqlite3'
-import { BUFFER_CELLS_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
+import { BUFFER_CELLS_MAX, CELL_BYTES_MAX, STATEMENT_CACHE_MAX } from '../config/defaults.ts'
 import { diffSchema } from '../schema/diff-schema.ts'
 import { isEmptyPlan, type SchemaPlan } from '../schema/model.ts'
 import { parseSchema } from '../schema/parse-schema.ts'
 import { readCurrentSchema } from '../schema/read-schema.ts'
+import { StatementDeadline } from '../store/deadline.ts'
 import { openDb, type Synchronous } from '../store/open-db.ts'
+import { checkVersionCells, holdsOversized } from './cell-size.ts'
 import type { Change, Changeset, FullChangeset } from './changes.ts'
 import { readCrrTable, type CrrTable } from './crr-table.ts'
 import { ReplicaError } from './errors.ts'
@@ -74,6 +76,17 @@ export interface ReplicaOptions {
    */
   /** Cap on cells buffered for incomplete or parked versions; default BUFFER_CELLS_MAX. */
   readonly bufferCellsMax?: number
+  /**
+   * Milliseconds a local transaction may run (`[perf] sql_tx_timeout`); past it, it is
+   * interrupted and rolled back (TRANSACTION_TIMEOUT). Absent or 0: no deadline. Needs the
+   * native extension (store/deadline.ts); without it `deadlineProblem` says why.
+   */
+  readonly txTimeoutMs?: number
+  /**
+   * Largest value (TEXT as UTF-8 bytes, BLOB bytes) a local write may store; larger fails with
+   * CELL_TOO_LARGE (cell-size.ts). Default CELL_BYTES_MAX (`[perf] max_cell_bytes`).
+   */
+  readonly maxCellBytes?: number
   readonly disable?: {
     readonly causalLength?: boolean
     readonly tieBreak?: boolean
@@ -170,6 +183,9 @@ export class Replica {
    * transaction() clears it when the transaction ends.
    */
   private textSuspect = false
+  /** The write stored a value that may be over `maxCellBytes` (cell-size.ts step 1). */
+  private cellSuspect = false
+  private maxCellBytes = CELL_BYTES_MAX
   private readonly tables = new Map<string, TableStatements>()
   private readonly actorIds: Uint8Array[] = []
   private readonly siteOrdinals = new Map<string, number>()
@@ -193,6 +209,11 @@ export class Replica {
   private readonly runWrite: Database.Transaction<
     (statements: readonly Statement[]) => TransactionResult
   >
+  /** Bounds local transactions to txTimeoutMs; null without a timeout or the extension. */
+  private deadline: StatementDeadline | null = null
+  private txTimeoutMs = 0
+  /** Why local transactions have no deadline although txTimeoutMs asks for one, or null. */
+  deadlineProblem: string | null = null
 
   private constructor(db: Database.Database, options: ReplicaOptions) {
     this.db = db
@@ -204,7 +225,7 @@ export class Replica {
     this.trackGaps = options.disable?.gaps !== true
     this.guard = new StatementGuard(db)
     this.changesStmt = db.prepare('SELECT changes()').pluck().safeIntegers(false)
-    this.registerFunctions()
+    this.registerFunctions(options)
     db.transaction(() => {
       for (const sql of INTERNAL_DDL) db.exec(sql)
       const self = db.prepare('SELECT site_id FROM __patina_sites WHERE ordinal = 0').pluck().get()
@@ -238,11 +259,24 @@ export class Replica {
       options.synchronous === undefined ? {} : { synchronous: options.synchronous },
     )
     try {
-      return new Replica(db, options)
+      const replica = new Replica(db, options)
+      const ms = options.txTimeoutMs ?? 0
+      if (ms > 0) {
+        const deadline = StatementDeadline.load(db)
+        if (typeof deadline === 'string') replica.deadlineProblem = deadline
+        else replica.deadline = deadline
+        replica.txTimeoutMs = ms
+      }
+      return replica
     } catch (err) {
       db.close()
       throw err
     }
+  }
+
+  /** True when local transactions run under the txTimeoutMs deadline. */
+  get deadlineEnabled(): boolean {
+    return this.deadline !== null
   }
 
   close(): void {
@@ -251,7 +285,8 @@ export class Replica {
 
   // ---------------------------------------------------------------- functions used by triggers
 
-  private registerFunctions(): void {
+  private registerFunctions(options: ReplicaOptions): void {
+    this.maxCellBytes = options.maxCellBytes ?? CELL_BYTES_MAX
     const outside = (): never => {
       throw new ReplicaError(
         'WRITE_OUTSIDE_PATINA',
@@ -272,19 +307,22 @@ export class Replica {
     this.db.function('patina_dbv', { deterministic: false }, () =>
       this.mode === 'capture' ? this.pendingVersion : outside(),
     )
-    // Both also get the values the write stores in the cells they stamp: a string holding
-    // U+FFFD makes the transaction check its TEXT bytes before it commits (text-check.ts).
-    // safeIntegers off: INTEGER values are of no interest, and numbers cost less than bigints.
+    // Both also get the values the write stores in the cells they stamp (TEXT as strings,
+    // BLOBs as their lengths): a string holding U+FFFD makes the transaction check its TEXT
+    // bytes before it commits (text-check.ts), a value that may be over maxCellBytes its cell
+    // sizes (cell-size.ts). safeIntegers off: numbers cost less than bigints.
     const seqOptions = { deterministic: false, varargs: true, safeIntegers: false }
     this.db.function('patina_seq', seqOptions, (...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
       if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
+      if (!this.cellSuspect) this.cellSuspect = holdsOversized(stored, this.maxCellBytes)
       return this.seq++
     })
     // A block of `n` consecutive seqs (one per column of an inserted row): returns the first.
     this.db.function('patina_seqs', seqOptions, (n: unknown, ...stored: unknown[]) => {
       if (this.mode !== 'capture') return outside()
       if (!this.textSuspect) this.textSuspect = holdsReplacement(stored)
+      if (!this.cellSuspect) this.cellSuspect = holdsOversized(stored, this.maxCellBytes)
       const first = this.seq
       this.seq += Number(n)
       return first
@@ -489,11 +527,13 @@ export class Replica {
    * Runs the statements in one write transaction (BEGIN IMMEDIATE). Any failure rolls back
    * everything and consumes no version. A transaction that changes no replicated cell consumes
    * no version either (`version: null`); otherwise it gets the next dense local version.
+   * With `txTimeoutMs`, a transaction still running after it is interrupted and rolled back:
+   * TRANSACTION_TIMEOUT.
    */
   transaction(statements: readonly Statement[]): TransactionResult {
     assert.equal(this.mode, 'idle', 'transactions do not nest')
     try {
-      const result = this.runWrite.immediate(statements)
+      const result = this.runBounded(statements)
       if (result.version !== null) {
         this.origin(0).head = result.version
         if (this.commitListeners.size > 0) {
@@ -506,7 +546,27 @@ export class Replica {
     } finally {
       this.mode = 'idle'
       this.textSuspect = false
+      this.cellSuspect = false
     }
+  }
+
+  /** runWrite under the deadline (from BEGIN to COMMIT), when there is one. */
+  private runBounded(statements: readonly Statement[]): TransactionResult {
+    if (this.deadline === null) return this.runWrite.immediate(statements)
+    const outcome = this.deadline.run(this.txTimeoutMs, () => this.runWrite.immediate(statements))
+    if (outcome.ok) return outcome.value
+    // better-sqlite3 rolled back, unless the interrupt also hit its ROLLBACK.
+    if (this.db.inTransaction) this.db.exec('ROLLBACK')
+    const code = (outcome.error as { code?: unknown } | null)?.code
+    if (outcome.timedOut || code === 'SQLITE_INTERRUPT') {
+      throw new ReplicaError(
+        'TRANSACTION_TIMEOUT',
+        `transaction ran past [perf] sql_tx_timeout (${this.txTimeoutMs / 1000} s) ` +
+          'and was rolled back',
+        { cause: outcome.error },
+      )
+    }
+    throw outcome.error
   }
 
   /** The body of a local write transaction (runs inside BEGIN IMMEDIATE). */
@@ -537,6 +597,15 @@ export class Replica {
           this.db,
           [...this.tables.values()].map((t) => t.table),
           version,
+        )
+      }
+      // Throws CELL_TOO_LARGE (and so rolls back) if it stored a value over maxCellBytes.
+      if (this.cellSuspect) {
+        checkVersionCells(
+          this.db,
+          [...this.tables.values()].map((t) => t.table),
+          version,
+          this.maxCellBytes,
         )
       }
       this.stmts.setHead.run(0, version)
