@@ -5,6 +5,7 @@
 import { Command } from 'commander'
 import { PATINA_VERSION } from '../version.ts'
 import { agentCommand } from './agent.ts'
+import { checkCommand } from './check.ts'
 import { clusterCommand } from './cluster.ts'
 import { devCommand } from './dev.ts'
 import { execCommand } from './exec.ts'
@@ -30,6 +31,7 @@ for (const command of [
   subsCommand(),
   clusterCommand(),
   reloadCommand(),
+  checkCommand(),
 ]) {
   program.addCommand(command)
 }
