@@ -126,7 +126,7 @@ describe('e2e - [perf] sql_tx_timeout on a real agent', () => {
         assert.equal(body.code, 'TRANSACTION_TIMEOUT')
         assert.ok(healthMs < TIMEOUT_S * 1000 + 1000, `health after ${healthMs.toFixed(0)} ms`)
       }
-      await new Promise((resolve) => setTimeout(resolve, 1000))
+      await new Promise((resolve) => setTimeout(resolve, 500))
     } finally {
       polling = false
       await poller
