@@ -42,13 +42,22 @@ export async function runAgentUntilSignal(
   logger.info('agent stopped')
 }
 
-/** Resolves on the first SIGTERM or SIGINT (then no longer listens for them). */
+/**
+ * Resolves on the first SIGTERM or SIGINT. Later ones are ignored (the shutdown they would
+ * interrupt is bounded by the shutdown grace): one Ctrl-C under `npm start` arrives twice, from
+ * the terminal (to the whole process group) and forwarded by npm to its child, this process.
+ * The listeners stay, so the second one does not kill the process halfway through its stop.
+ */
 export function waitForSignal(logger: Logger): Promise<void> {
   return new Promise<void>((resolve) => {
+    let stopping = false
     const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.debug({ signal }, 'already shutting down')
+        return
+      }
+      stopping = true
       logger.info({ signal }, 'shutting down')
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
       resolve()
     }
     process.on('SIGTERM', onSignal)
