@@ -211,8 +211,11 @@ const PERF_KEYS = {
 
 /** `[perf]` keys bounding one local write transaction (not replication options). */
 const WRITE_KEYS = {
-  /** Seconds, as in Corrosion; read into `write.txTimeoutMs`. */
-  sqlTxTimeout: seconds.default(SQL_TX_TIMEOUT_MS / 1000),
+  /**
+   * Seconds, as in Corrosion; read into `write.txTimeoutMs`. `prefault`, not `default`: zod 4
+   * returns a default as the output, without the seconds-to-ms transform.
+   */
+  sqlTxTimeout: seconds.prefault(SQL_TX_TIMEOUT_MS / 1000),
   maxCellBytes: z.number().int().min(1).max(CELL_BYTES_LIMIT).default(CELL_BYTES_MAX),
 }
 

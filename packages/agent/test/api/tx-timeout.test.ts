@@ -2,7 +2,8 @@
  * Goal: POST /v1/transactions with a statement that runs past `[perf] sql_tx_timeout` answers
  * 408 TRANSACTION_TIMEOUT in Corrosion's transaction-error shape, promptly, having changed
  * nothing; the agent answers /v1/health right after, the next transaction commits, and
- * /metrics says the deadline is on (patina_sql_deadline_enabled 1).
+ * /metrics says the deadline is on (patina_sql_deadline_enabled 1). Without the key the timeout
+ * is SQL_TX_TIMEOUT_MS.
  *
  * Method: an in-process agent (harness.ts openApi) with `sql_tx_timeout = 0.5`, driven through
  * inject(). The long statement is a recursive CTE bounded at some seconds of work (before
@@ -11,6 +12,8 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { SQL_TX_TIMEOUT_MS } from '../../src/config/defaults.ts'
+import { parseConfig } from '../../src/config/load-config.ts'
 import { inject, openApi, postJson, state, tx, type ApiHarness } from './harness.ts'
 
 const TIMEOUT_S = 0.5
@@ -53,6 +56,12 @@ describe('api - [perf] sql_tx_timeout', () => {
     assert.equal(health.statusCode, 200, health.body)
     const next = await tx(h, [["INSERT INTO t (id, v) VALUES (3, 'next')"]])
     assert.equal(next.version, 2)
+  })
+
+  it('api - the default is SQL_TX_TIMEOUT_MS (3 s), read as seconds', () => {
+    const { config } = parseConfig('[db]\npath = "state.db"\n', h.dir, 'test config')
+    assert.equal(config.write.txTimeoutMs, SQL_TX_TIMEOUT_MS)
+    assert.equal(h.config.write.txTimeoutMs, TIMEOUT_S * 1000)
   })
 
   it('api - /metrics shows the deadline is on', async () => {
