@@ -158,6 +158,20 @@ export const SYNC_CLAIM_RANGE_VERSIONS_MAX = 10_000
 export const SYNC_EMPTY_REPLY_WAIT_MS = 100
 /** How many such waits one session makes before it gives up until the next round. */
 export const SYNC_EMPTY_REPLY_WAITS_MAX = 100
+/**
+ * A version holding a change too big for any frame (see `frameBytesMax`) is undeliverable: it is
+ * not sent, it is held, and it is measured again (its big cell may have been overwritten since)
+ * only after this, doubling per try up to UNDELIVERABLE_RETRY_MAX_MS.
+ */
+export const UNDELIVERABLE_RETRY_MIN_MS = 60_000
+export const UNDELIVERABLE_RETRY_MAX_MS = 3_600_000
+/** Undeliverable versions remembered; over it the oldest is forgotten (measured again if asked). */
+export const UNDELIVERABLE_HELD_MAX = 10_000
+/**
+ * Largest stream frame a peer reads: FRAME_BYTES_MAX of transport/defaults.ts (config imports no
+ * subsystem; test/replication/undeliverable.test.ts holds the two equal).
+ */
+export const REPLICATION_FRAME_BYTES_MAX = 8 * 1024 * 1024
 
 // ------------------------------------------------------------------------------------ metrics
 
@@ -350,6 +364,11 @@ export interface ReplicationOptions {
   readonly burstBytes: number
   /** Largest encoded chunk of one version (a bigger version is split). */
   readonly chunkBytes: number
+  /**
+   * Largest stream frame a peer reads (REPLICATION_FRAME_BYTES_MAX): no broadcast or sync reply
+   * is bigger; a version with one change too big for it is undeliverable.
+   */
+  readonly frameBytesMax: number
   /** Up to this many live peers, a local change is sent to all of them directly (no relays). */
   readonly broadcastDirectMax: number
   /** In a larger cluster: peers a new change is sent to per transmission. */
@@ -399,6 +418,7 @@ export const DEFAULT_REPLICATION: ReplicationOptions = Object.freeze({
   rateBytesPerSec: RATE_BYTES_PER_SEC,
   burstBytes: RATE_BURST_BYTES,
   chunkBytes: CHUNK_BYTES,
+  frameBytesMax: REPLICATION_FRAME_BYTES_MAX,
   broadcastDirectMax: BROADCAST_DIRECT_MAX,
   fanout: BROADCAST_FANOUT,
   maxTransmissions: BROADCAST_TRANSMISSIONS,

@@ -4,7 +4,11 @@
  * Every queue has its size next to its cap.
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { METRICS_STATS_REUSE_MS, type ReplicationOptions } from '../config/defaults.ts'
+import {
+  METRICS_STATS_REUSE_MS,
+  UNDELIVERABLE_HELD_MAX,
+  type ReplicationOptions,
+} from '../config/defaults.ts'
 import type { PeerLinksStats } from '../replication/peer-links.ts'
 import type { Replicator } from '../replication/replicator.ts'
 
@@ -146,6 +150,38 @@ export function registerReplicationMetrics(
     'patina_parked_versions',
     'Versions parked until the schema has the table or column they name',
     () => s().parkedVersions,
+  )
+  counter(
+    registry,
+    'patina_replication_undeliverable_versions_total',
+    'Versions found too big for any frame (a change over frame_bytes_max): not sent, held, retried with backoff',
+    null,
+    () => [['', s().undeliverable.reported]],
+  )
+  gauge(
+    registry,
+    'patina_replication_undeliverable_versions',
+    'Versions held now as too big for any frame',
+    () => s().undeliverable.held,
+  )
+  gauge(
+    registry,
+    'patina_replication_undeliverable_versions_cap',
+    'Cap of versions held as undeliverable (over it the oldest is forgotten)',
+    () => UNDELIVERABLE_HELD_MAX,
+  )
+  counter(
+    registry,
+    'patina_sync_frames_too_large_total',
+    "Sync replies over this node's frame cap (the stream closed; the version is found and held back)",
+    null,
+    () => [['', s().syncClient.framesTooLarge]],
+  )
+  gauge(
+    registry,
+    'patina_sync_held_back_versions',
+    "Versions not asked for now: a peer's chunk of them was over this node's frame cap",
+    () => s().syncClient.heldBack,
   )
   gauge(
     registry,

@@ -117,6 +117,18 @@ function logReplicationEvent(log: Logger, event: ReplicationEvent): void {
     case 'malformed':
       log.debug({ error: event.error }, 'malformed replication message')
       break
+    case 'undeliverable':
+      log.warn(
+        {
+          origin: event.origin,
+          version: event.version,
+          bytes: event.bytes,
+          frame_bytes_max: event.frameBytesMax,
+        },
+        'version not sent to peers: one of its changes is larger than a frame carries ' +
+          '(held; measured again with backoff up to 1 h)',
+      )
+      break
   }
 }
 

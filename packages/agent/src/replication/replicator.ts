@@ -8,6 +8,10 @@
  * dropped when its chunk is already held, buffered or queued; otherwise it is queued for apply
  * and relayed. Sync fetches what broadcasts missed. Everything received is applied by the apply
  * queue in batches.
+ *
+ * A version that no frame can carry (a change larger than `frameBytesMax` takes) is neither
+ * broadcast nor served by sync: it is held as undeliverable (sync/undeliverable.ts), reported
+ * once (the 'undeliverable' event) and measured again only with backoff.
  */
 import { actorIdHex } from '../runtime/actor-id.ts'
 import { type CommitEvent, type Replica } from '../crdt/replica.ts'
@@ -16,12 +20,13 @@ import type { Clock } from '../runtime/clock.ts'
 import type { Random } from '../runtime/random.ts'
 import { ApplyQueue, type ApplyQueueStats, type QueuedChunk } from './apply-queue.ts'
 import { Broadcaster, type BroadcasterStats, type Peer } from '../broadcast/broadcaster.ts'
-import { chunkKey, chunkToChangeset, chunkVersion } from '../wire/chunks.ts'
+import { chunkFrameRoom, chunkKey, chunkToChangeset, chunkVersion } from '../wire/chunks.ts'
 import type { Message } from '../wire/messages.ts'
 import { TokenBucket } from '../runtime/token-bucket.ts'
-import { decodeMessage, encodeMessage } from '../wire/wire.ts'
+import { chunkEncodedBytes, decodeMessage, encodeMessage } from '../wire/wire.ts'
 import { SyncClient, type SyncClientStats, type SyncSession } from '../sync/sync-client.ts'
 import { SyncServer, type SyncServerStats } from '../sync/sync-server.ts'
+import { Undeliverable, type UndeliverableStats } from '../sync/undeliverable.ts'
 import { LagTracker, type OriginLag } from './lag.ts'
 import type { ReplicationOptions } from './options.ts'
 
@@ -54,12 +59,22 @@ export type ReplicationEvent =
   | { readonly type: 'refused'; readonly origin: string; readonly reason: string }
   | { readonly type: 'sync-failed'; readonly peer: Peer; readonly error: unknown }
   | { readonly type: 'malformed'; readonly error: string }
+  | {
+      readonly type: 'undeliverable'
+      readonly origin: string
+      readonly version: number
+      /** Encoded bytes of its largest chunk (one change), over `frameBytesMax`. */
+      readonly bytes: number
+      readonly frameBytesMax: number
+    }
 
 export interface ReplicationStats {
   readonly broadcast: BroadcasterStats
   readonly apply: ApplyQueueStats
   readonly syncClient: SyncClientStats
   readonly syncServer: SyncServerStats
+  /** Versions no frame can carry, held instead of sent. */
+  readonly undeliverable: UndeliverableStats
   /** Counters of received change messages. */
   readonly received: {
     readonly messages: number
@@ -93,6 +108,7 @@ export class Replicator {
   private readonly server: SyncServer
   private readonly client: SyncClient
   private readonly lag: LagTracker
+  private readonly undeliverable: Undeliverable
   private readonly unsubscribe: () => void
   private readonly selfHex: string
   private stopped = false
@@ -140,12 +156,23 @@ export class Replicator {
         targetMs: options.applyTargetMs,
       },
     )
+    this.undeliverable = new Undeliverable(() => deps.clock.now())
     this.server = new SyncServer(
-      { replica: deps.replica, clock: deps.clock, bucket: this.bucket, clusterId: deps.clusterId },
+      {
+        replica: deps.replica,
+        clock: deps.clock,
+        bucket: this.bucket,
+        clusterId: deps.clusterId,
+        undeliverable: this.undeliverable,
+        onUndeliverable: (origin, version, bytes) => {
+          this.reportUndeliverable(origin, version, bytes)
+        },
+      },
       {
         sessionsMax: options.syncServerSessionsMax,
         sessionIdleMs: options.syncSessionIdleMs,
         chunkBytes: options.chunkBytes,
+        frameBytesMax: options.frameBytesMax,
       },
     )
     this.client = new SyncClient(
@@ -218,7 +245,18 @@ export class Replicator {
   private onCommit(event: CommitEvent): void {
     if (event.source !== 'local' || this.stopped) return
     const ts = this.deps.clock.wallNow()
-    for (const chunk of chunkVersion(event.changeset, ts, this.options.chunkBytes)) {
+    const room = chunkFrameRoom(this.options.frameBytesMax)
+    const chunks = chunkVersion(event.changeset, ts, Math.min(this.options.chunkBytes, room))
+    const largest = Math.max(...chunks.map(chunkEncodedBytes))
+    if (largest > room) {
+      // Sync would not serve it either: held there, not read again until its retry is due.
+      const version = event.changeset.version
+      if (this.undeliverable.hold(this.selfHex, version, largest)) {
+        this.reportUndeliverable(this.selfHex, version, largest)
+      }
+      return
+    }
+    for (const chunk of chunks) {
       const bytes = encodeMessage({
         type: 'change',
         clusterId: this.deps.clusterId,
@@ -227,6 +265,16 @@ export class Replicator {
       })
       this.broadcaster.enqueue(bytes)
     }
+  }
+
+  private reportUndeliverable(origin: string, version: number, bytes: number): void {
+    this.deps.onEvent?.({
+      type: 'undeliverable',
+      origin,
+      version,
+      bytes,
+      frameBytesMax: this.options.frameBytesMax,
+    })
   }
 
   /** A change message from a peer (broadcast). */
@@ -368,6 +416,7 @@ export class Replicator {
       apply: this.queue.stats(),
       syncClient: this.client.stats(),
       syncServer: this.server.stats(),
+      undeliverable: this.undeliverable.stats(),
       received: { ...this.received },
       applied: { ...this.outcomes },
       bucket: { grantedBytes: this.bucket.granted, refusals: this.bucket.refused },

@@ -48,6 +48,10 @@ export interface ReplicationClusterOptions {
   readonly clusterId?: number
   readonly swim?: Partial<SwimOptions>
   readonly replication?: Partial<ReplicationOptions>
+  /** Per-node overrides of `replication` (e.g. a node whose frames are smaller). */
+  readonly replicationFor?: (index: number) => Partial<ReplicationOptions>
+  /** Where the nodes log (default: silent). */
+  readonly logger?: Logger
 }
 
 export interface ReplicationNode {
@@ -72,7 +76,7 @@ export class ReplicationCluster {
   private readonly hosts = new Map<string, SimHost<ReplicationNode>>()
   private readonly current = new Map<string, ReplicationNode>()
   private readonly lastEpoch = new Map<string, number>()
-  private readonly logger: Logger = pino({ level: 'silent' })
+  private readonly logger: Logger
 
   constructor(sim: Sim, config: ReplicationClusterOptions) {
     this.sim = sim
@@ -80,6 +84,7 @@ export class ReplicationCluster {
     this.clusterId = config.clusterId ?? 1
     this.swimOptions = { ...LAN_PROFILE, ...config.swim }
     this.options = { ...DEFAULT_REPLICATION, ...config.replication }
+    this.logger = config.logger ?? pino({ level: 'silent' })
   }
 
   /** Adds and starts nodes 0..n-1, joining through node 0. */
@@ -89,9 +94,17 @@ export class ReplicationCluster {
 
   add(index: number, bootstrap: readonly string[] = [addrOf(0)]): SimHost<ReplicationNode> {
     const addr = addrOf(index)
-    const host = this.sim.addHost(addr, (ctx) => this.makeNode(ctx, index, bootstrap))
+    // Streams carry frames up to the size replication keeps its messages to.
+    const host = this.sim.addHost(addr, (ctx) => this.makeNode(ctx, index, bootstrap), {
+      stream: { frameBytesMax: this.optionsFor(index).frameBytesMax },
+    })
     this.hosts.set(addr, host)
     return host
+  }
+
+  private optionsFor(index: number): ReplicationOptions {
+    const own = this.config.replicationFor?.(index)
+    return own === undefined ? this.options : { ...this.options, ...own }
   }
 
   private makeNode(ctx: HostContext, index: number, bootstrap: readonly string[]): ReplicationNode {
@@ -137,7 +150,7 @@ export class ReplicationCluster {
         clusterId: this.clusterId,
         bootstrap,
         swim: this.swimOptions,
-        replication: this.options,
+        replication: this.optionsFor(index),
         leaveTimeoutMs: SIM_LEAVE_TIMEOUT_MS,
       },
     )

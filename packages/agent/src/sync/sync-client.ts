@@ -6,8 +6,15 @@
  * reserves room in the apply queue for the whole reply, so catching up never takes more memory
  * than the queue's cap. At most `sessionsMax` sessions run at once, and two sessions never ask
  * for the same version.
+ *
+ * A reply larger than this node reads (the peer's frames are bigger: another version, another
+ * limit) closes the stream. Asking again would cost the peer that reply every round, for ever,
+ * so an origin whose reply was too big is then asked for carefully, one chunk per exchange
+ * (what came before the big one is kept), and the version whose chunk is too big is held back:
+ * not asked for again before 1 min, doubling to 1 h per failed try (undeliverable.ts).
  */
 import { actorIdHex } from '../runtime/actor-id.ts'
+import { TransportError } from '../transport/errors.ts'
 import {
   SYNC_CLAIM_RANGE_VERSIONS_MAX,
   SYNC_EMPTY_REPLY_WAIT_MS,
@@ -22,6 +29,12 @@ import type { Peer } from '../broadcast/broadcaster.ts'
 import type { Chunk, Message, Need, OriginHave } from '../wire/messages.ts'
 import { decodeMessage, encodeMessage } from '../wire/wire.ts'
 import { computeNeeds } from './needs.ts'
+import { DEFAULT_UNDELIVERABLE, retryDelayMs } from './undeliverable.ts'
+
+/** A reply this node could not read whole: the peer's frame was over its cap. */
+function frameTooLarge(err: unknown): boolean {
+  return err instanceof TransportError && err.code === 'FRAME_TOO_LARGE'
+}
 
 /** One conversation with a peer: request/response exchanges in order. */
 export interface SyncSession {
@@ -74,6 +87,10 @@ export interface SyncClientStats {
   readonly rejected: number
   readonly chunksReceived: number
   readonly versionsRequested: number
+  /** Replies over this node's frame cap (the stream closed). */
+  readonly framesTooLarge: number
+  /** Gauge: versions not asked for now, their chunk being over this node's frame cap. */
+  readonly heldBack: number
   /** Gauge: the current interval between rounds. */
   readonly intervalMs: number
 }
@@ -86,6 +103,13 @@ export class SyncClient {
   private preferred: string | null = null
   private running = 0
   private readonly claimed = new Map<string, Set<number>>()
+  /** Origin (hex) → until when its needs are asked one chunk per exchange. */
+  private readonly careful = new Map<string, number>()
+  /** `origin:version` → tries and until when it is not asked for (a chunk over the cap). */
+  private readonly heldBack = new Map<
+    string,
+    { origin: string; version: number; tries: number; until: number }
+  >()
   private readonly abort = new AbortController()
   private stopped = false
   private counters = {
@@ -94,6 +118,7 @@ export class SyncClient {
     rejected: 0,
     chunksReceived: 0,
     versionsRequested: 0,
+    framesTooLarge: 0,
   }
 
   constructor(deps: SyncClientDeps, options: SyncClientOptions) {
@@ -128,7 +153,12 @@ export class SyncClient {
   }
 
   stats(): SyncClientStats {
-    return { sessions: this.running, intervalMs: this.interval, ...this.counters }
+    return {
+      sessions: this.running,
+      intervalMs: this.interval,
+      heldBack: [...this.heldBack.values()].filter((h) => h.until > this.deps.clock.now()).length,
+      ...this.counters,
+    }
   }
 
   private jitter(ms: number): number {
@@ -169,6 +199,7 @@ export class SyncClient {
     this.counters.rounds++
     const session = this.deps.openSession(peer.addr)
     const mine: Map<string, Set<number>> = new Map()
+    let asked: { needs: readonly Need[]; careful: boolean } = { needs: [], careful: false }
     try {
       const state = await this.exchange(session, {
         type: 'sync-start',
@@ -185,8 +216,11 @@ export class SyncClient {
       let waits = 0
       for (let round = 0; round < this.options.roundsMax && needs.length > 0; round++) {
         if (this.abort.signal.aborted) break
-        const ask = needs.slice(0, this.options.needsPerRequest)
-        const later = needs.slice(this.options.needsPerRequest)
+        const c = needs.findIndex((n) => this.isCareful(n.origin))
+        const ask = c >= 0 ? [needs[c] as Need] : needs.slice(0, this.options.needsPerRequest)
+        const later =
+          c >= 0 ? needs.filter((_, i) => i !== c) : needs.slice(this.options.needsPerRequest)
+        asked = { needs: ask, careful: c >= 0 }
         this.claim(ask, mine)
         const reservation = await this.deps.queue.reserve(this.options.replyBytes)
         let reply: Message
@@ -196,8 +230,9 @@ export class SyncClient {
             clusterId: this.deps.clusterId,
             sender: this.deps.replica.actorId,
             session: state.session,
-            // The queue may hold less than a full reply (its cap is below replyBytes).
-            maxBytes: reservation.bytes,
+            // The queue may hold less than a full reply (its cap is below replyBytes). Careful:
+            // the least budget, so one chunk comes back (the first always does).
+            maxBytes: asked.careful ? 1 : reservation.bytes,
             needs: ask,
           })
           if (reply.type !== 'sync-chunks') {
@@ -231,12 +266,50 @@ export class SyncClient {
       return found
     } catch (err) {
       this.counters.sessionsFailed++
+      if (frameTooLarge(err)) this.tooLarge(asked)
       this.deps.onError(peer, err)
       return false
     } finally {
       session.close()
       this.release(mine)
       this.running--
+    }
+  }
+
+  private isCareful(origin: Uint8Array): boolean {
+    if (this.careful.size === 0) return false
+    const hex = actorIdHex(origin)
+    const until = this.careful.get(hex)
+    if (until === undefined) return false
+    if (this.deps.clock.now() < until) return true
+    this.careful.delete(hex)
+    return false
+  }
+
+  /**
+   * The reply to `asked` was over this node's frame cap. Asked carefully, the one chunk that
+   * came back is the newest version of the need: that one is held back. Otherwise its origins
+   * are asked carefully from now on, which finds the version.
+   */
+  private tooLarge(asked: { needs: readonly Need[]; careful: boolean }): void {
+    this.counters.framesTooLarge++
+    const now = this.deps.clock.now()
+    const [first] = asked.needs
+    if (asked.careful && first !== undefined) {
+      const origin = actorIdHex(first.origin)
+      const key = `${origin}:${first.end}`
+      const held = this.heldBack.get(key) ?? { origin, version: first.end, tries: 0, until: 0 }
+      held.tries++
+      held.until = now + retryDelayMs(DEFAULT_UNDELIVERABLE, held.tries)
+      this.heldBack.delete(key) // re-inserted last: the oldest is forgotten first
+      this.heldBack.set(key, held)
+      while (this.heldBack.size > DEFAULT_UNDELIVERABLE.heldMax) {
+        this.heldBack.delete(this.heldBack.keys().next().value as string)
+      }
+      return
+    }
+    for (const n of asked.needs) {
+      this.careful.set(actorIdHex(n.origin), now + DEFAULT_UNDELIVERABLE.retryMaxMs)
     }
   }
 
@@ -274,6 +347,7 @@ export class SyncClient {
     }
     const states = new Map(replica.originStates().map((o) => [actorIdHex(o.actorId), o]))
     const pending = queue.pendingVersions()
+    const now = this.deps.clock.now()
     const needs = computeNeeds(
       haves,
       {
@@ -287,6 +361,9 @@ export class SyncClient {
           const out = new Set<number>(pending.get(hex))
           for (const v of buffered.get(hex) ?? []) out.add(v)
           for (const v of this.claimed.get(hex) ?? []) out.add(v)
+          for (const h of this.heldBack.values()) {
+            if (h.origin === hex && now < h.until) out.add(h.version)
+          }
           return out
         },
       },

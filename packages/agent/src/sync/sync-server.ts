@@ -7,18 +7,28 @@
  * empty ranges. Sessions are capped; a session ends when the client asks for nothing (its
  * goodbye), when the stream it was opened on closes (`end()`), or once idle for
  * `sessionIdleMs`.
+ *
+ * No reply is larger than a frame (`frameBytesMax`): chunks that would make it so wait for the
+ * next request. A version with a chunk no frame can carry (one change too big) is not sent: it
+ * is held as undeliverable (undeliverable.ts), skipped without being read while held, and
+ * measured again only with backoff. A client asking for it again and again costs no bandwidth.
  */
 import { CHUNK_OVERHEAD_BYTES } from '../config/defaults.ts'
 import type { Replica } from '../crdt/replica.ts'
 import type { Clock } from '../runtime/clock.ts'
-import { chunkBytes, chunkVersion } from '../wire/chunks.ts'
+import { actorIdHex } from '../runtime/actor-id.ts'
+import { chunkBytes, chunkFrameRoom, chunkVersion } from '../wire/chunks.ts'
 import type { Chunk, Message, Need, SyncRejectReason } from '../wire/messages.ts'
+import { chunkEncodedBytes, NEED_BYTES_MAX, SYNC_CHUNKS_OVERHEAD_BYTES_MAX } from '../wire/wire.ts'
 import type { TokenBucket } from '../runtime/token-bucket.ts'
+import type { Undeliverable } from './undeliverable.ts'
 
 export interface SyncServerOptions {
   readonly sessionsMax: number
   readonly sessionIdleMs: number
   readonly chunkBytes: number
+  /** Largest frame a peer reads: no reply is bigger. */
+  readonly frameBytesMax: number
 }
 
 export interface SyncServerDeps {
@@ -26,6 +36,10 @@ export interface SyncServerDeps {
   readonly clock: Clock
   readonly bucket: TokenBucket
   readonly clusterId: number
+  /** Versions that cannot be framed, shared with the replicator's broadcasts. */
+  readonly undeliverable: Undeliverable
+  /** A version was found undeliverable for the first time (`bytes`: its largest chunk). */
+  onUndeliverable?(origin: string, version: number, bytes: number): void
 }
 
 export interface SyncServerStats {
@@ -144,34 +158,47 @@ export class SyncServer {
     }
   }
 
-  /** Newest first, whole chunks, until the budget is spent. */
+  /**
+   * Newest first, whole chunks, until the budget is spent or the reply would outgrow a frame
+   * (`frame`: exact encoded bytes, next to `bytes`, the budget's accounting units).
+   */
   private serve(
     needs: readonly Need[],
     maxBytes: number,
   ): { chunks: Chunk[]; rest: Need[]; bytes: number } {
-    const { replica, bucket } = this.deps
+    const { replica, bucket, undeliverable } = this.deps
     // In debt: serve nothing now; the client asks again later.
     const budget = bucket.available() <= 0 ? 0 : Math.min(maxBytes, bucket.available())
     const chunks: Chunk[] = []
     const rest: Need[] = []
     let bytes = 0
+    // What the chunks may take of a frame: `rest` has at most one need per need asked.
+    const frameRoom =
+      this.options.frameBytesMax - SYNC_CHUNKS_OVERHEAD_BYTES_MAX - needs.length * NEED_BYTES_MAX
+    const chunkRoom = chunkFrameRoom(this.options.frameBytesMax)
+    const cutBytes = Math.min(this.options.chunkBytes, chunkRoom)
+    let frame = 0
     let full = budget <= 0
     for (const need of needs) {
       if (full) {
         rest.push(need)
         continue
       }
+      const origin = actorIdHex(need.origin)
       let pendingEmpty: [number, number] | null = null
       const flushEmpty = (): void => {
         if (pendingEmpty === null) return
         chunks.push({ kind: 'empty', origin: need.origin, versions: pendingEmpty, ts: 0 })
         bytes += CHUNK_OVERHEAD_BYTES // what chunkBytes() counts for an empty chunk
+        frame += CHUNK_OVERHEAD_BYTES // more than one encodes to
         pendingEmpty = null
       }
       for (let v = need.end; v >= need.start; v--) {
+        if (undeliverable.skips(origin, v)) continue
         const cs = replica.changesFor(need.origin, v)
         if (cs === null) continue // not held here after all (its state changed since)
         if (cs.changes.length === 0) {
+          undeliverable.release(origin, v) // its big cell was overwritten since
           if (pendingEmpty !== null && pendingEmpty[0] === v + 1) pendingEmpty[0] = v
           else {
             flushEmpty()
@@ -179,16 +206,29 @@ export class SyncServer {
           }
           continue
         }
-        flushEmpty()
         const fromSeq = v === need.end ? need.fromSeq : 0
-        const parts = chunkVersion(cs, 0, this.options.chunkBytes, fromSeq)
+        const parts = chunkVersion(cs, 0, cutBytes, fromSeq)
+        const exact = parts.map(chunkEncodedBytes)
+        const largest = Math.max(...exact)
+        if (largest > chunkRoom) {
+          if (undeliverable.hold(origin, v, largest))
+            this.deps.onUndeliverable?.(origin, v, largest)
+          continue
+        }
+        undeliverable.release(origin, v)
+        flushEmpty()
         let i = 0
         for (; i < parts.length; i++) {
           const part = parts[i] as Chunk
           const size = chunkBytes(part)
+          const encoded = exact[i] as number
+          // The first chunk goes even over the budget (it could never go otherwise), never
+          // over a frame.
+          if (frame + encoded > frameRoom) break
           if (chunks.length > 0 && bytes + size > budget) break
           chunks.push(part)
           bytes += size
+          frame += encoded
         }
         if (i < parts.length) {
           const next = parts[i] as Chunk

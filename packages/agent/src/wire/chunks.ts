@@ -3,12 +3,16 @@
  * bounded size, and turning a received chunk back into a changeset for `Replica.apply`.
  */
 import { actorIdHex } from '../runtime/actor-id.ts'
-import { CHANGE_OVERHEAD_BYTES, CHUNK_OVERHEAD_BYTES } from '../config/defaults.ts'
+import {
+  CHANGE_OVERHEAD_BYTES,
+  CHUNK_OVERHEAD_BYTES,
+  SYNC_NEEDS_PER_REQUEST_MAX,
+} from '../config/defaults.ts'
 import type { Change, Changeset, FullChangeset } from '../crdt/changes.ts'
 
 import type { SqlValue } from '../crdt/values.ts'
 import type { Chunk } from './messages.ts'
-import { ChunkSizer } from './wire.ts'
+import { ChunkSizer, NEED_BYTES_MAX, SYNC_CHUNKS_OVERHEAD_BYTES_MAX } from './wire.ts'
 
 /** An upper bound of the encoded size of a value. */
 function valueBytes(value: SqlValue): number {
@@ -29,6 +33,17 @@ export function chunkBytes(chunk: Chunk): number {
   let n = CHUNK_OVERHEAD_BYTES
   for (const c of chunk.changes) n += changeBytes(c)
   return n
+}
+
+/**
+ * Largest encoded chunk that a frame of `frameBytesMax` bytes always carries: alone in a
+ * `sync-chunks` reply next to a full request's worth of `rest` (a `change` message needs less).
+ * A chunk over it (one change too big, as a change is sent whole) can reach no peer.
+ */
+export function chunkFrameRoom(frameBytesMax: number): number {
+  return (
+    frameBytesMax - SYNC_CHUNKS_OVERHEAD_BYTES_MAX - SYNC_NEEDS_PER_REQUEST_MAX * NEED_BYTES_MAX
+  )
 }
 
 /**
