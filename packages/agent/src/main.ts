@@ -14,7 +14,8 @@ import { buildApi, type Api } from './api/server.ts'
 import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/defaults.ts'
 import { SUBS_EVALS_PER_READER_MAX } from './subs/subs-defaults.ts'
 import { parseHostPort, type Config } from './config/load-config.ts'
-import { Replica } from './crdt/replica.ts'
+import { Replica, type ReplicaOptions } from './crdt/replica.ts'
+import { isStorageFull, prepareReserve, RESERVE_FILE, storageState } from './store/storage-space.ts'
 import { DEADLINE_FIX } from './store/deadline.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { EventLoopMonitor } from './metrics/event-loop.ts'
@@ -151,6 +152,41 @@ async function listen(api: Api, addr: string): Promise<string> {
   return `http://${host}:${bound.port}`
 }
 
+/**
+ * A full disk must not stop the start (store/storage-space.ts): releases the reserve file when
+ * the disk is full, else creates it, and warns once when the disk is full.
+ */
+function startOnFullDisk(dir: string, log: Logger): void {
+  const { released } = prepareReserve(dir)
+  const storage = storageState(dir)
+  if (!storage.full) return
+  log.warn(
+    { free_bytes: storage.freeBytes, released_reserve_bytes: released },
+    `storage full: ${storage.reason}; reads are served` +
+      (released > 0 ? ` (released the ${released}-byte ${RESERVE_FILE} to start)` : ''),
+  )
+}
+
+/** Replica.open, with the reason in words when the disk is too full to even open the file. */
+function openReplica(path: string, options: ReplicaOptions): Replica {
+  try {
+    return Replica.open(path, options)
+  } catch (err) {
+    if (!isStorageFull(err)) throw err
+    throw new Error(
+      `cannot open ${path}: the disk is full (${err instanceof Error ? err.message : String(err)}); ` +
+        `SQLite needs a few pages (its ${path}-shm index, 32 KiB) even to read: free some space`,
+      { cause: err },
+    )
+  }
+}
+
+/** The health check `storage_full`, when the filesystem of the database is full. */
+function storageFullCheck(dir: string): { storageFull?: string } {
+  const storage = storageState(dir)
+  return storage.full ? { storageFull: storage.reason } : {}
+}
+
 export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
   const log = logger.child({ subsystem: 'agent' })
   mkdirSync(dirname(config.db.path), { recursive: true })
@@ -183,7 +219,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     cleanups.length = 0
   }
   try {
-    const replica = Replica.open(config.db.path, {
+    const dataDir = dirname(config.db.path)
+    startOnFullDisk(dataDir, log)
+    const replica = openReplica(config.db.path, {
       synchronous: config.db.synchronous,
       bufferCellsMax: config.replication.bufferCellsMax,
       maxCellBytes: config.write.maxCellBytes,
@@ -273,6 +311,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
             gaps: h.gaps,
             p99LagS: h.p99LagS,
             queueSize: h.queueSize,
+            ...storageFullCheck(dataDir),
           }
         },
       })

@@ -164,7 +164,8 @@ export const ERROR_CODES = {
   },
   UNHEALTHY: {
     status: 503,
-    meaning: '`/v1/health`: a threshold given in the query is exceeded (the body has `response`)',
+    meaning:
+      '`/v1/health`: a threshold given in the query is exceeded, or the disk is full (`storage_full`); the body has `response`',
     action: 'route traffic elsewhere until it is healthy',
   },
   STORAGE_FULL: {

@@ -61,7 +61,14 @@ export interface ApiDeps {
   readonly metrics: AgentMetrics
   readonly logger: Logger
   /** Health figures from the cluster (members, lag, queues); `gaps` defaults to the replica's. */
-  readonly health?: () => { members: number; p99LagS: number; queueSize: number; gaps?: number }
+  readonly health?: () => {
+    members: number
+    p99LagS: number
+    queueSize: number
+    gaps?: number
+    /** Set when the database's filesystem is full: the failed check `storage_full`, with why. */
+    storageFull?: string
+  }
   /** Every known member, self included (`GET /v1/members`); default: self alone, alive. */
   readonly members?: () => readonly MemberInfo[]
   /** Subscriptions and update streams; without it those routes do not exist. */
@@ -388,6 +395,8 @@ export function buildApi(deps: ApiDeps) {
     if (limits.maxQueue !== undefined && h.queueSize > limits.maxQueue) {
       failed.push(`queue_size ${h.queueSize} > ${limits.maxQueue}`)
     }
+    // Not a threshold: a full disk fails health whatever the query asks.
+    if (h.storageFull !== undefined) failed.push(`storage_full: ${h.storageFull}`)
     if (failed.length > 0) {
       return reply
         .code(statusOf('UNHEALTHY'))

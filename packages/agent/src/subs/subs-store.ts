@@ -206,7 +206,8 @@ export class SubsStore {
     }
     this.db.transaction(() => {
       for (const sql of DDL) this.db.exec(sql)
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
+      // Written only when it changes: an open on a full disk must not need to write.
+      if (version !== SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
     })()
     for (const sql of TEMP_DDL) this.db.exec(sql)
     this.s = prepareStatements(this.db)
