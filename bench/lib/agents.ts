@@ -28,7 +28,7 @@ import { parseConfig } from '../../packages/agent/src/config/load-config.ts'
 import { Replica } from '../../packages/agent/src/crdt/replica.ts'
 import { DEFAULT_REPLICATION } from '../../packages/agent/src/replication/options.ts'
 import type { Machine } from './common.ts'
-import { watchAgent } from './event-loop.ts'
+import { stallScanner, watchAgent } from './event-loop.ts'
 import { TABLE_SQL } from './fixture.ts'
 import type { HttpClient } from './http.ts'
 
@@ -197,8 +197,10 @@ export async function startServerProcess(
         reject(new Error(`${name} did not start within ${START_TIMEOUT_MS} ms:\n${tail}`))
       }, START_TIMEOUT_MS)
       let out = ''
+      const stalls = stallScanner(name)
       child.stdout.on('data', (chunk: string) => {
         remember(chunk)
+        stalls(chunk)
         if (ready) return
         out = (out + chunk).slice(-OUTPUT_TAIL_CHARS)
         const match = READY_LINE.exec(out)

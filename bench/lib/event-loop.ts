@@ -11,6 +11,9 @@
  * max) any of its agents showed while it ran, from start-up to stop, and the stalls they
  * counted (`patina_event_loop_stalls_total`, blocks over 200 ms).
  *
+ * The agents' `event loop stalled` log lines (stdout, `[log] format = "json"`) are kept too,
+ * with the job the agent named (`activity`), so a benchmark over the goal says what blocked.
+ *
  * Start-up (opening the files, the schema, spawning readers) blocks the loop before any load
  * comes, and the first window would count it: samples taken within STARTUP_WINDOW_MS of an
  * agent's start are left out, unless the agent has no later one (a short benchmark), and
@@ -26,7 +29,10 @@ const SAMPLE_INTERVAL_MS = 2000
 const SCRAPE_TIMEOUT_MS = 3000
 /** The agent's window (10 s) and a margin: a sample later than this no longer sees start-up. */
 const STARTUP_WINDOW_MS = 11_000
+/** Stall lines kept in a benchmark's report. */
+const STALLS_KEPT = 20
 
+/** Wall-clock ms (`Date.now()`): load-generator processes send theirs to run.ts's. */
 interface Sample {
   readonly atMs: number
   readonly p99Ms: number
@@ -34,13 +40,47 @@ interface Sample {
   readonly stalls: number
 }
 
-interface Watched {
+export interface Watched {
   readonly name: string
   readonly startedMs: number
   readonly samples: Sample[]
 }
 
 const watched: Watched[] = []
+
+/** One `event loop stalled` line of an agent. */
+export interface Stall {
+  readonly agent: string
+  readonly atMs: number
+  readonly stalledMs: number
+  /** The job the agent said was running (`activity.run` label), if any. */
+  readonly activity: string | null
+}
+
+const stalls: Stall[] = []
+
+/** A reader of an agent's stdout that keeps its stall lines (lines may span chunks). */
+export function stallScanner(agent: string): (chunk: string) => void {
+  let partial = ''
+  return (chunk) => {
+    const lines = (partial + chunk).split('\n')
+    partial = (lines.pop() ?? '').slice(-64 * 1024)
+    for (const line of lines) {
+      if (!line.includes('event loop stalled')) continue
+      try {
+        const entry = JSON.parse(line) as { stalled_ms?: number; activity?: string }
+        stalls.push({
+          agent,
+          atMs: Date.now(),
+          stalledMs: entry.stalled_ms ?? 0,
+          activity: entry.activity ?? null,
+        })
+      } catch {
+        // Not JSON (a pretty log): the stalls counter still counts it.
+      }
+    }
+  }
+}
 
 async function sample(api: string): Promise<Sample | null> {
   try {
@@ -55,7 +95,7 @@ async function sample(api: string): Promise<Sample | null> {
     const max = value('patina_event_loop_delay_seconds{quantile="max"} ')
     if (p99 === null || max === null) return null
     return {
-      atMs: performance.now(),
+      atMs: Date.now(),
       p99Ms: p99 * 1000,
       maxMs: max * 1000,
       stalls: value('patina_event_loop_stalls_total ') ?? 0,
@@ -67,11 +107,29 @@ async function sample(api: string): Promise<Sample | null> {
 }
 
 /**
+ * What this process sampled, for a load-generator process (http.ts `clientMain`) to hand to
+ * the benchmark process, which `adoptWatched`s it.
+ */
+export function watchedHere(): { watched: readonly Watched[]; stalls: readonly Stall[] } {
+  return { watched, stalls }
+}
+
+export function adoptWatched(from: {
+  watched: readonly Watched[]
+  stalls: readonly Stall[]
+}): void {
+  for (const w of from.watched) {
+    watched.push({ name: w.name, startedMs: w.startedMs, samples: [...w.samples] })
+  }
+  stalls.push(...from.stalls)
+}
+
+/**
  * Samples `agent` until it exits; returns its `stop` wrapped to take a last sample first.
  * Timers are unref()ed: watching never keeps the benchmark process alive.
  */
 export function watchAgent(agent: Agent): Agent {
-  const w: Watched = { name: agent.name, startedMs: performance.now(), samples: [] }
+  const w: Watched = { name: agent.name, startedMs: Date.now(), samples: [] }
   watched.push(w)
   let inFlight = false
   const take = async (): Promise<void> => {
@@ -122,6 +180,10 @@ export interface EventLoopReport {
   readonly met: boolean | null
   /** Some agent's figure includes its start-up (it ran less than a window). */
   readonly includesStartup: boolean
+  /** The agents' stall log lines during the benchmark, longest first (at most STALLS_KEPT). */
+  readonly stallLog: readonly Stall[]
+  /** Stalled ms by what was running (`(unnamed)`: no job had said). */
+  readonly stallsByActivity: Readonly<Record<string, { count: number; longestMs: number }>>
   readonly agents: readonly AgentEventLoop[]
 }
 
@@ -131,7 +193,7 @@ export interface EventLoopReport {
  */
 export function beginEventLoopWatch(): { end(): EventLoopReport } {
   const from = watched.length
-  const startMs = performance.now()
+  const startMs = Date.now()
   const known = watched.slice(0, from).map((w) => w.samples.length)
   return {
     end() {
@@ -152,6 +214,14 @@ export function beginEventLoopWatch(): { end(): EventLoopReport } {
           stalls: last.stalls - (first?.stalls ?? 0),
         })
       })
+      const during = stalls.filter((s) => s.atMs >= startMs)
+      const byActivity: Record<string, { count: number; longestMs: number }> = {}
+      for (const s of during) {
+        const key = s.activity ?? '(unnamed)'
+        const entry = (byActivity[key] ??= { count: 0, longestMs: 0 })
+        entry.count++
+        entry.longestMs = Math.max(entry.longestMs, s.stalledMs)
+      }
       const p99Ms = agents.length === 0 ? null : Math.max(...agents.map((a) => a.p99MaxMs))
       return {
         p99Ms,
@@ -160,6 +230,8 @@ export function beginEventLoopWatch(): { end(): EventLoopReport } {
         goalMs: EVENT_LOOP_P99_GOAL_MS,
         met: p99Ms === null ? null : p99Ms < EVENT_LOOP_P99_GOAL_MS,
         includesStartup: agents.some((a) => a.includesStartup),
+        stallLog: during.sort((a, b) => b.stalledMs - a.stalledMs).slice(0, STALLS_KEPT),
+        stallsByActivity: byActivity,
         agents,
       }
     },
@@ -173,8 +245,16 @@ export function eventLoopLine(r: EventLoopReport): string | null {
     `agents' event-loop delay: p99 ${r.p99Ms.toFixed(1)} ms (goal < ${r.goalMs} ms: ` +
     `${r.met === true ? 'met' : 'NOT met'}), max ${(r.maxMs ?? 0).toFixed(0)} ms, ` +
     `stalls > 200 ms: ${r.stalls} (${r.agents.length} agents, largest of each agent's samples` +
-    `${r.includesStartup ? '; some include start-up: they ran less than a 10 s window' : ''})`
+    `${r.includesStartup ? '; some include start-up: they ran less than a 10 s window' : ''})` +
+    stallCauses(r)
   )
+}
+
+function stallCauses(r: EventLoopReport): string {
+  const causes = Object.entries(r.stallsByActivity)
+    .sort((a, b) => b[1].longestMs - a[1].longestMs)
+    .map(([label, s]) => `${label} ${s.count}x, longest ${s.longestMs} ms`)
+  return causes.length === 0 ? '' : `\n  stalls logged by the agents: ${causes.join('; ')}`
 }
 
 /** The report as a summary line, or null when the benchmark ran no agent. */

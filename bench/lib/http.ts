@@ -11,6 +11,7 @@ import os from 'node:os'
 import { resolve } from 'node:path'
 import type { Synchronous } from '../../packages/agent/src/store/open-db.ts'
 import { pickPort, type AgentSpec } from './agents.ts'
+import { adoptWatched, watchedHere } from './event-loop.ts'
 
 /** The argument that makes a module file run as the load-generator process. */
 const CLIENT_FLAG = '--bench-client'
@@ -113,7 +114,8 @@ export class HttpClient {
 
 /**
  * Runs `file` as a load-generator process (its clientMain) with `job`, waits for it, and
- * returns the JSON it printed last. Its progress lines (stderr) go straight to the terminal.
+ * returns the result in the JSON it printed last (the event-loop samples of the agents it
+ * started go to event-loop.ts). Its progress lines (stderr) go straight to the terminal.
  */
 export function runClientProcess(file: string, job: unknown): unknown {
   const child = spawnSync(
@@ -132,7 +134,13 @@ export function runClientProcess(file: string, job: unknown): unknown {
     throw new Error(`load generator ${file} failed (${String(child.status ?? child.signal)})`)
   }
   const last = child.stdout.trimEnd().split('\n').at(-1) ?? ''
-  return JSON.parse(last) as unknown
+  const { result, eventLoop } = JSON.parse(last) as {
+    result: unknown
+    eventLoop: ReturnType<typeof watchedHere>
+  }
+  // The agents it started were sampled there; run.ts reports them with this benchmark.
+  adoptWatched(eventLoop)
+  return result
 }
 
 /**
@@ -150,7 +158,7 @@ export function clientMain(file: string, measure: (job: unknown) => Promise<unkn
   }
   measure(JSON.parse(process.argv[3] ?? 'null')).then(
     (result) => {
-      process.stdout.write(`${JSON.stringify(result)}\n`)
+      process.stdout.write(`${JSON.stringify({ result, eventLoop: watchedHere() })}\n`)
     },
     (err: unknown) => {
       process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
