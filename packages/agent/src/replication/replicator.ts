@@ -23,7 +23,7 @@ import { Broadcaster, type BroadcasterStats, type Peer } from '../broadcast/broa
 import { chunkFrameRoom, chunkKey, chunkToChangeset, chunkVersion } from '../wire/chunks.ts'
 import type { Message } from '../wire/messages.ts'
 import { TokenBucket } from '../runtime/token-bucket.ts'
-import { chunkEncodedBytes, decodeMessage, encodeMessage } from '../wire/wire.ts'
+import { decodeMessage, encodeMessage, MESSAGE_HEADER_BYTES } from '../wire/wire.ts'
 import { SyncClient, type SyncClientStats, type SyncSession } from '../sync/sync-client.ts'
 import { SyncServer, type SyncServerStats } from '../sync/sync-server.ts'
 import { Undeliverable, type UndeliverableStats } from '../sync/undeliverable.ts'
@@ -246,8 +246,18 @@ export class Replicator {
     if (event.source !== 'local' || this.stopped) return
     const ts = this.deps.clock.wallNow()
     const room = chunkFrameRoom(this.options.frameBytesMax)
-    const chunks = chunkVersion(event.changeset, ts, Math.min(this.options.chunkBytes, room))
-    const largest = Math.max(...chunks.map(chunkEncodedBytes))
+    const messages = chunkVersion(event.changeset, ts, Math.min(this.options.chunkBytes, room)).map(
+      (chunk) =>
+        encodeMessage({
+          type: 'change',
+          clusterId: this.deps.clusterId,
+          sender: this.deps.replica.actorId,
+          chunk,
+        }),
+    )
+    // A change message is its header and its chunk's encoding.
+    let largest = 0
+    for (const m of messages) largest = Math.max(largest, m.length - MESSAGE_HEADER_BYTES)
     if (largest > room) {
       // Sync would not serve it either: held there, not read again until its retry is due.
       const version = event.changeset.version
@@ -256,15 +266,7 @@ export class Replicator {
       }
       return
     }
-    for (const chunk of chunks) {
-      const bytes = encodeMessage({
-        type: 'change',
-        clusterId: this.deps.clusterId,
-        sender: this.deps.replica.actorId,
-        chunk,
-      })
-      this.broadcaster.enqueue(bytes)
-    }
+    for (const bytes of messages) this.broadcaster.enqueue(bytes)
   }
 
   private reportUndeliverable(origin: string, version: number, bytes: number): void {

@@ -209,7 +209,8 @@ export class SyncServer {
         const fromSeq = v === need.end ? need.fromSeq : 0
         const parts = chunkVersion(cs, 0, cutBytes, fromSeq)
         const exact = parts.map(chunkEncodedBytes)
-        const largest = Math.max(...exact)
+        let largest = 0
+        for (const n of exact) largest = Math.max(largest, n)
         if (largest > chunkRoom) {
           if (undeliverable.hold(origin, v, largest))
             this.deps.onUndeliverable?.(origin, v, largest)
