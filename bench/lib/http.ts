@@ -11,7 +11,7 @@ import os from 'node:os'
 import { resolve } from 'node:path'
 import type { Synchronous } from '../../packages/agent/src/store/open-db.ts'
 import { pickPort, type AgentSpec } from './agents.ts'
-import { adoptWatched, watchedHere } from './event-loop.ts'
+import { clientOutput, clientResult } from './event-loop.ts'
 
 /** The argument that makes a module file run as the load-generator process. */
 const CLIENT_FLAG = '--bench-client'
@@ -134,13 +134,8 @@ export function runClientProcess(file: string, job: unknown): unknown {
     throw new Error(`load generator ${file} failed (${String(child.status ?? child.signal)})`)
   }
   const last = child.stdout.trimEnd().split('\n').at(-1) ?? ''
-  const { result, eventLoop } = JSON.parse(last) as {
-    result: unknown
-    eventLoop: ReturnType<typeof watchedHere>
-  }
   // The agents it started were sampled there; run.ts reports them with this benchmark.
-  adoptWatched(eventLoop)
-  return result
+  return clientResult(last)
 }
 
 /**
@@ -158,7 +153,7 @@ export function clientMain(file: string, measure: (job: unknown) => Promise<unkn
   }
   measure(JSON.parse(process.argv[3] ?? 'null')).then(
     (result) => {
-      process.stdout.write(`${JSON.stringify({ result, eventLoop: watchedHere() })}\n`)
+      process.stdout.write(`${clientOutput(result)}\n`)
     },
     (err: unknown) => {
       process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)

@@ -19,6 +19,7 @@
  * the ones an interrupted run left (its PID gone).
  */
 import { spawn, spawnSync } from 'node:child_process'
+import { clientResult } from './event-loop.ts'
 
 const PREFIX = 'pb'
 const DATA_NET = '198.18.0'
@@ -226,7 +227,8 @@ export function runInNetns(
       }
       const last = out.trimEnd().split('\n').at(-1) ?? ''
       try {
-        resolve(JSON.parse(last) as unknown)
+        // clientMain's line: the result, and the event-loop samples of the agents it ran.
+        resolve(clientResult(last))
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)))
       }
