@@ -32,7 +32,8 @@ export function checkDatabase(path: string, options: { full?: boolean } = {}): C
     if (!(sqlite.length === 1 && sqlite[0] === 'ok')) {
       for (const line of sqlite) problems.push(`SQLite ${pragma}: ${line}`)
     }
-    const found = inspect(db)
+    // One read transaction: a schema change the running agent commits meanwhile is seen whole.
+    const found = db.transaction(() => inspect(db))()
     problems.push(...found.problems)
     if (found.problems.length === 0 && found.unrecorded) {
       notes.push(
