@@ -22,6 +22,8 @@ export type SubsErrorCode =
   | 'OVERLOADED'
   /** The listener fell too far behind and was cut off (`[subscriptions] max_listener_lag`). */
   | 'TOO_SLOW'
+  /** A row of the result is larger than `[api] max_row_bytes` as JSON. */
+  | 'ROW_TOO_LARGE'
   /** The first evaluation ran past `[subscriptions] eval_timeout_ms`. */
   | 'TIMEOUT'
   /** The agent is stopping. */
@@ -36,6 +38,7 @@ const WIRE: Record<SubsErrorCode, ErrorCode> = {
   FAILED: 'SUBSCRIPTION_FAILED',
   OVERLOADED: 'OVERLOADED',
   TOO_SLOW: 'LISTENER_TOO_SLOW',
+  ROW_TOO_LARGE: 'ROW_TOO_LARGE',
   TIMEOUT: 'QUERY_TIMEOUT',
   CLOSED: 'AGENT_CLOSING',
 }

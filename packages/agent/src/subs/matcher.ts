@@ -215,6 +215,10 @@ function classify(err: unknown): Error {
   if (typeof e.sqliteCode === 'string' && TRANSIENT_SQLITE.test(e.sqliteCode)) {
     return new TransientEvalError(messageOf(err), { cause: err })
   }
+  if (e.code === 'ROW_TOO_LARGE') {
+    // Refused in the reader ([api] max_row_bytes): the subscription fails with that reason.
+    return new SubsError('ROW_TOO_LARGE', messageOf(err), { cause: err })
+  }
   if (e.code === 'TIMEOUT') {
     return new SubsError('TIMEOUT', `evaluating the subscription took too long: ${messageOf(err)}`)
   }

@@ -197,7 +197,12 @@ export class SubscriptionWriter extends Writer implements SubListener {
     const sub = this.o.sub
     if (this.cut !== null) return this.cut
     if (sub.state === 'failed') {
-      return new SubsError('FAILED', `subscription failed: ${sub.failure ?? 'unknown error'}`)
+      const message = `subscription failed: ${sub.failure ?? 'unknown error'}`
+      // A row over [api] max_row_bytes keeps its code: the client can tell it from a SQL error.
+      const cause = sub.failureCause
+      return cause instanceof SubsError && cause.code === 'ROW_TOO_LARGE'
+        ? new SubsError('ROW_TOO_LARGE', message)
+        : new SubsError('FAILED', message)
     }
     if (sub.state === 'closed') {
       return this.o.stop() ?? new SubsError('NOT_FOUND', 'the subscription was closed')

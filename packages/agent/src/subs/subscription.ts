@@ -68,6 +68,7 @@ export class Subscription {
   private first: number
   private rows: number
   private failureMessage: string | null = null
+  private failureError: Error | null = null
   private settleReady: ((err: Error | null) => void) | null = null
   /** Aborts a running evaluation when the subscription goes away. */
   private readonly abort = new AbortController()
@@ -159,6 +160,11 @@ export class Subscription {
     return this.failureMessage
   }
 
+  /** The error it failed with (state 'failed'): its code tells listeners what happened. */
+  get failureCause(): Error | null {
+    return this.failureError
+  }
+
   /** Aborted when the subscription goes away: evaluations pass it to their reader. */
   get signal(): AbortSignal {
     return this.abort.signal
@@ -194,6 +200,7 @@ export class Subscription {
   /** Its query failed on the current data (`error` rejects `ready`); listeners are told next. */
   fail(message: string, error: Error): void {
     this.failureMessage = message
+    this.failureError = error
     this.end('failed', error)
   }
 
