@@ -155,20 +155,17 @@ async function listen(api: Api, addr: string): Promise<string> {
 
 /**
  * A full disk must not stop the start (store/storage-space.ts): releases the reserve file when
- * the disk is full, else creates it. Returns the warning to log once the database is open (the
- * agent then serves reads), or null when the disk is not full.
+ * the disk is full, else creates it, and warns once when the disk is full.
  */
-function startOnFullDisk(dir: string, log: Logger): (() => void) | null {
+function startOnFullDisk(dir: string, log: Logger): void {
   const { released } = prepareReserve(dir)
   const storage = storageState(dir)
-  if (!storage.full) return null
-  return () => {
-    log.warn(
-      { free_bytes: storage.freeBytes, released_reserve_bytes: released },
-      `storage full: ${storage.reason}; reads are served` +
-        (released > 0 ? ` (released the ${released}-byte ${RESERVE_FILE} to start)` : ''),
-    )
-  }
+  if (!storage.full) return
+  log.warn(
+    { free_bytes: storage.freeBytes, released_reserve_bytes: released },
+    `storage full: ${storage.reason}; reads are served` +
+      (released > 0 ? ` (released the ${released}-byte ${RESERVE_FILE} to start)` : ''),
+  )
 }
 
 /** Replica.open, with the reason in words when the disk is too full to even open the file. */
@@ -224,7 +221,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   }
   try {
     const dataDir = dirname(config.db.path)
-    const warnFullDisk = startOnFullDisk(dataDir, log)
+    startOnFullDisk(dataDir, log)
     const replica = openReplica(config.db.path, {
       synchronous: config.db.synchronous,
       bufferCellsMax: config.replication.bufferCellsMax,
@@ -360,7 +357,6 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       )
     }
 
-    warnFullDisk?.()
     log.info(
       {
         actor_id: actorIdHex(replica.actorId),

@@ -42,11 +42,14 @@ after(async () => {
   await h.close()
 })
 
-async function metric(name: string): Promise<number> {
+/** A metric's value, summed over the samples whose labels include `labels`. */
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = h.metrics.registry.getSingleMetric(name)
   assert.ok(m !== undefined, `metric ${name} exists`)
   const got = await m.get()
-  return got.values.reduce((n, v) => n + v.value, 0)
+  return got.values
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((n, v) => n + v.value, 0)
 }
 
 /** A text whose row `[text]` is `bytes` bytes of JSON. */
@@ -68,6 +71,7 @@ describe('api - row and response bounds', () => {
       code: 'ROW_TOO_LARGE',
     })
     assert.equal(await metric('patina_api_rows_too_large_total'), refusedBefore + 1)
+    assert.equal(await metric('patina_reader_rows_too_large_total', { pool: 'queries' }), 1)
 
     // A row of exactly the limit is sent.
     const ok = await postJson(h, '/v1/queries', ['SELECT ?', [text(ROW_LIMIT)]])
@@ -103,6 +107,7 @@ describe('api - row and response bounds', () => {
       const last = (await s.next(5000)) as { error?: string; code?: string }
       assert.equal(last.code, 'ROW_TOO_LARGE', JSON.stringify(last))
       assert.match(last.error ?? '', /^subscription failed: .*over \[api\] max_row_bytes/)
+      assert.equal(await metric('patina_reader_rows_too_large_total', { pool: 'subscriptions' }), 2)
     } finally {
       s.close()
       await tx(h, ['DELETE FROM t WHERE id = 2'])
