@@ -20,6 +20,7 @@ import { DEADLINE_FIX } from './store/deadline.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { EventLoopMonitor } from './metrics/event-loop.ts'
 import { registerReaderMetrics } from './metrics/reader-metrics.ts'
+import { registerReaderMetrics } from './metrics/reader-metrics.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
 import { createNode, type PatinaNode } from './node/create-node.ts'
@@ -155,17 +156,20 @@ async function listen(api: Api, addr: string): Promise<string> {
 
 /**
  * A full disk must not stop the start (store/storage-space.ts): releases the reserve file when
- * the disk is full, else creates it, and warns once when the disk is full.
+ * the disk is full, else creates it. Returns the warning to log once the database is open (the
+ * agent then serves reads), or null when the disk is not full.
  */
-function startOnFullDisk(dir: string, log: Logger): void {
+function startOnFullDisk(dir: string, log: Logger): (() => void) | null {
   const { released } = prepareReserve(dir)
   const storage = storageState(dir)
-  if (!storage.full) return
-  log.warn(
-    { free_bytes: storage.freeBytes, released_reserve_bytes: released },
-    `storage full: ${storage.reason}; reads are served` +
-      (released > 0 ? ` (released the ${released}-byte ${RESERVE_FILE} to start)` : ''),
-  )
+  if (!storage.full) return null
+  return () => {
+    log.warn(
+      { free_bytes: storage.freeBytes, released_reserve_bytes: released },
+      `storage full: ${storage.reason}; reads are served` +
+        (released > 0 ? ` (released the ${released}-byte ${RESERVE_FILE} to start)` : ''),
+    )
+  }
 }
 
 /** Replica.open, with the reason in words when the disk is too full to even open the file. */
@@ -221,7 +225,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   }
   try {
     const dataDir = dirname(config.db.path)
-    startOnFullDisk(dataDir, log)
+    const warnFullDisk = startOnFullDisk(dataDir, log)
     const replica = openReplica(config.db.path, {
       synchronous: config.db.synchronous,
       bufferCellsMax: config.replication.bufferCellsMax,
@@ -275,6 +279,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       maxRowBytes: config.api.maxRowBytes,
     })
     cleanups.push(() => subsReaders.close())
+    registerReaderMetrics(metrics.registry, { queries: readers, subscriptions: subsReaders })
     registerReaderMetrics(metrics.registry, { queries: readers, subscriptions: subsReaders })
     const subs = Subscriptions.open({
       replica,
@@ -357,6 +362,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       )
     }
 
+    warnFullDisk?.()
     log.info(
       {
         actor_id: actorIdHex(replica.actorId),
