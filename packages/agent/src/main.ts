@@ -20,7 +20,6 @@ import { DEADLINE_FIX } from './store/deadline.ts'
 import { createAgentMetrics, type AgentMetrics } from './metrics/agent-metrics.ts'
 import { EventLoopMonitor } from './metrics/event-loop.ts'
 import { registerReaderMetrics } from './metrics/reader-metrics.ts'
-import { registerReaderMetrics } from './metrics/reader-metrics.ts'
 import { registerMembershipMetrics } from './metrics/membership-metrics.ts'
 import { registerReplicationMetrics } from './metrics/replication-metrics.ts'
 import { createNode, type PatinaNode } from './node/create-node.ts'
@@ -279,7 +278,6 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       maxRowBytes: config.api.maxRowBytes,
     })
     cleanups.push(() => subsReaders.close())
-    registerReaderMetrics(metrics.registry, { queries: readers, subscriptions: subsReaders })
     registerReaderMetrics(metrics.registry, { queries: readers, subscriptions: subsReaders })
     const subs = Subscriptions.open({
       replica,
