@@ -120,7 +120,7 @@ async function query(n: AgentProcess, sql: string): Promise<{ status: number; li
   return { status: res.status, lines }
 }
 
-describe('a query with a huge row against a real agent', () => {
+describe('e2e - a query with a huge row against a real agent', () => {
   it('refuses the row in the reader and the agent returns to its memory level', async (t) => {
     agent = await newAgent()
     const pid = agent.child?.pid
