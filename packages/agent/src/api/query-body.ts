@@ -73,9 +73,16 @@ export function responseMetrics(registry: Registry, maxBufferBytes: number): Res
       track(body, res) {
         const o = { body, res }
         open.add(o)
-        res.once('close', () => {
+        const forget = (): void => {
           open.delete(o)
+        }
+        // The body closes once it has been read to its end or destroyed; the response once
+        // its client has it all or went away.
+        body.once('close', () => {
+          if (res.writableLength === 0) forget()
+          else res.once('close', forget)
         })
+        res.once('close', forget)
       },
     }
     entry = { metrics, max }
