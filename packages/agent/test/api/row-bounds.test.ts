@@ -32,9 +32,7 @@ let base: string
 before(async () => {
   h = await openApi(
     `[api]\nmax_row_bytes = ${ROW_LIMIT}\nmax_response_buffer_bytes = ${BUFFER_LIMIT}\n` +
-      '[subscriptions]\nbatch_ms = 1\n' +
-      // Writes of 128 KiB values; generous whatever unit the key is read in.
-      '[perf]\nsql_tx_timeout = 60\n',
+      '[subscriptions]\nbatch_ms = 1\n',
   )
   base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`
 })
