@@ -52,6 +52,8 @@ const watched: Watched[] = []
 export interface Stall {
   readonly agent: string
   readonly atMs: number
+  /** Since the agent's process was started: a stall in its first seconds is its start-up. */
+  readonly sinceStartMs: number
   readonly stalledMs: number
   /** The job the agent said was running (`activity.run` label), if any. */
   readonly activity: string | null
@@ -62,6 +64,7 @@ const stalls: Stall[] = []
 /** A reader of an agent's stdout that keeps its stall lines (lines may span chunks). */
 export function stallScanner(agent: string): (chunk: string) => void {
   let partial = ''
+  const startedMs = Date.now()
   return (chunk) => {
     const lines = (partial + chunk).split('\n')
     partial = (lines.pop() ?? '').slice(-64 * 1024)
@@ -72,6 +75,7 @@ export function stallScanner(agent: string): (chunk: string) => void {
         stalls.push({
           agent,
           atMs: Date.now(),
+          sinceStartMs: Date.now() - startedMs,
           stalledMs: entry.stalled_ms ?? 0,
           activity: entry.activity ?? null,
         })
