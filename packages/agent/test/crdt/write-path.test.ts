@@ -94,7 +94,11 @@ describe('write-path - writes outside Patina', () => {
         )
         // The same statement inside an explicit transaction fails the same way.
         other.exec('BEGIN IMMEDIATE')
-        assert.throws(() => other.exec(sql), /no such function: write_through_the_patina_agent/, sql)
+        assert.throws(
+          () => other.exec(sql),
+          /no such function: write_through_the_patina_agent/,
+          sql,
+        )
         other.exec('ROLLBACK')
       }
       assert.deepStrictEqual(other.prepare('SELECT id, v, n FROM t ORDER BY id').raw().all(), [
