@@ -162,6 +162,12 @@ export class SubscriptionWriter extends Writer implements SubListener {
   private startedMs = 0
   /** A turn of `pump` is scheduled. */
   private scheduled = false
+  /**
+   * Chunks written since the last deferred turn: counted across drain resumes, because against
+   * a fast socket `drain` fires on the next tick, and a count that restarted at every resume
+   * would write a whole snapshot without ever letting timers (probes, health) run.
+   */
+  private turnChunks = 0
   private readonly o: {
     readonly sub: Subscription
     readonly store: SubsStore
@@ -257,25 +263,30 @@ export class SubscriptionWriter extends Writer implements SubListener {
   /** Writes what the listener has not got yet, until its connection is full or it is live. */
   private pump(): void {
     if (this.ended || this.blocked || this.sink === null) return
-    for (let n = 0; ; n++) {
+    for (;;) {
       const stop = this.reason()
       if (stop !== null) {
         this.finish(stop)
         return
       }
-      if (n === SUBS_CHUNKS_PER_TURN) {
+      if (this.turnChunks >= SUBS_CHUNKS_PER_TURN) {
         // A long catch-up (many rows, a long backlog) yields to everything else in between.
         if (!this.scheduled) {
           this.scheduled = true
           this.o.clock.defer(() => {
             this.scheduled = false
+            this.turnChunks = 0
             this.pump()
           })
         }
         return
       }
       const chunk = this.next()
-      if (chunk === null) return
+      if (chunk === null) {
+        this.turnChunks = 0 // caught up: the next backlog starts a turn of its own
+        return
+      }
+      this.turnChunks++
       if (!this.put(chunk, this.resume)) return
     }
   }
