@@ -4,5 +4,5 @@ import { convergenceSuite } from './scenario.ts'
 
 convergenceSuite(
   'replication - convergence under loss, partition and crashes (seeds 10001-)',
-  seeds(10_001, 100, 1000),
+  seeds(10_001, 70, 1000),
 )

@@ -10,5 +10,5 @@ import { convergenceSuite, REGRESSION_SEEDS } from './scenario.ts'
 
 convergenceSuite('replication - convergence under loss, partition and crashes (seeds 1-)', [
   ...REGRESSION_SEEDS,
-  ...seeds(1, 100, 1000),
+  ...seeds(1, 70, 1000),
 ])
