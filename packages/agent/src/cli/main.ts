@@ -5,12 +5,14 @@
 import { Command } from 'commander'
 import { PATINA_VERSION } from '../version.ts'
 import { agentCommand } from './agent.ts'
+import { backupCommand } from './backup.ts'
 import { checkCommand } from './check.ts'
 import { clusterCommand } from './cluster.ts'
 import { devCommand } from './dev.ts'
 import { execCommand } from './exec.ts'
 import { queryCommand } from './query.ts'
 import { reloadCommand } from './reload.ts'
+import { restoreCommand } from './restore.ts'
 import { subsCommand } from './subs.ts'
 
 const program = new Command('patina')
@@ -32,6 +34,8 @@ for (const command of [
   clusterCommand(),
   reloadCommand(),
   checkCommand(),
+  backupCommand(),
+  restoreCommand(),
 ]) {
   program.addCommand(command)
 }
