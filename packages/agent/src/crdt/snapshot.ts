@@ -428,7 +428,7 @@ interface OldState {
  * are gone (the swap must not leave a WAL that belongs to another file). Throws when something
  * else still holds it open.
  */
-function readOld(dbPath: string): OldState {
+function readOld(dbPath: string, lenient: boolean): OldState {
   if (!existsSync(dbPath)) {
     for (const ext of ['-wal', '-shm']) rmSync(dbPath + ext, { force: true })
     return { actorId: null, versions: {} }
@@ -448,6 +448,11 @@ function readOld(dbPath: string): OldState {
     db.pragma('wal_checkpoint(TRUNCATE)')
   } catch (err) {
     db.close()
+    if (lenient) {
+      // --as-new-actor over an unreadable file: its -wal and -shm belong to it and go with it.
+      for (const ext of ['-wal', '-shm']) rmSync(dbPath + ext, { force: true })
+      return { actorId: null, versions: {} }
+    }
     throw new SnapshotError(
       `cannot read the actor id of the old database ${dbPath}: ${messageOf(err)} ` +
         '(restore with --as-new-actor to give the node a fresh id)',
@@ -518,7 +523,7 @@ export async function restoreSnapshot(
     install(temp, actorId, ownOld?.head ?? 0, ownMissing)
     fsyncPath(temp)
     // The swap: checkpoint the old file (its -wal and -shm go), then one rename.
-    readOld(dbPath)
+    readOld(dbPath, options.asNewActor === true)
     renameSync(temp, dbPath)
     fsyncPath(dirname(dbPath))
     const lacking: Record<string, VersionRange[]> = {}

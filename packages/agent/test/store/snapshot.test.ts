@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import {
   copyFileSync,
+  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -264,6 +265,43 @@ describe('snapshot - backup and restore', () => {
       .get(MANIFEST_TABLE)
     db.close()
     assert.equal(left, 0)
+  })
+})
+
+describe('snapshot - interrupted runs and open files', () => {
+  const snap = join(dir, 'e.snap')
+
+  it('snapshot - what a killed backup or restore left behind is cleared by the next run', async () => {
+    const e = seeded('e', 0xe1, 5)
+    const ePath = e.db.name
+    writeFileSync(`${snap}.partial`, 'half a copy')
+    await createSnapshot(ePath, snap, { clusterId: CLUSTER })
+    e.close()
+    assert.equal(existsSync(`${snap}.partial`), false)
+    const target = join(dir, 'f.db')
+    seeded('f', 0xf1, 1).close()
+    writeFileSync(`${target}.restore`, 'half a restore')
+    const report = await restoreSnapshot(snap, target, { clusterId: CLUSTER })
+    assert.equal(report.actorId, actorIdHex(id(0xf1)))
+    assert.equal(existsSync(`${target}.restore`), false)
+    const r = Replica.open(target)
+    assert.equal(r.query('SELECT count(*) AS n FROM items')[0]?.n, 5n)
+    r.close()
+  })
+
+  it('snapshot - a database another process still has open is not swapped', async () => {
+    const g = seeded('g', 0x61, 2)
+    try {
+      await assert.rejects(
+        restoreSnapshot(snap, g.db.name, { clusterId: CLUSTER }),
+        (err: unknown) =>
+          err instanceof SnapshotError && /still open in another process/.test(err.message),
+      )
+      assert.equal(g.query('SELECT count(*) AS n FROM items')[0]?.n, 2n)
+      assert.equal(actorIdHex(g.actorId), actorIdHex(id(0x61)))
+    } finally {
+      g.close()
+    }
   })
 })
 
