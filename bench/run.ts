@@ -28,6 +28,7 @@ import { engineAddColumn } from './engine-add-column.ts'
 import { engineApply } from './engine-apply.ts'
 import { engineSize } from './engine-size.ts'
 import { engineWrites } from './engine-writes.ts'
+import { clientWrites } from './client-writes.ts'
 import { clusterDetection } from './cluster-detection.ts'
 import { beginEventLoopWatch, eventLoopLine, eventLoopSummary } from './lib/event-loop.ts'
 import { buildFixture } from './lib/fixture.ts'
@@ -50,6 +51,7 @@ const MODULES: readonly BenchModule[] = [
   engineSize,
   httpWrites,
   httpQueries,
+  clientWrites,
   {
     name: 'membership-sim',
     title: 'SWIM + Lifeguard in the simulator: full view, crash detection, false positives',

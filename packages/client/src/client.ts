@@ -27,7 +27,9 @@ import { isGoneAnswer, Subscription, type SubscriptionContext } from './subscrip
 import { link } from './signals.ts'
 import {
   abortError,
+  fetchHttp,
   Transport,
+  type Http,
   type CallOptions,
   type ClientEvent,
   type Sent,
@@ -52,7 +54,10 @@ export interface ClientOptions {
   readonly token?: string
   /** Extra headers on every request. */
   readonly headers?: Readonly<Record<string, string>>
-  /** The fetch to use (default: the global one). */
+  /**
+   * Send every request with this fetch. Default: in Node, a keep-alive connection pool of the
+   * client's own (undici); elsewhere the global fetch.
+   */
   readonly fetch?: typeof fetch
   /** Per attempt, until the response headers arrive; 0: none. Default 30 s. */
   readonly timeoutMs?: number
@@ -179,24 +184,34 @@ export class PatinaClient implements AsyncDisposable {
   readonly #subCtx: SubscriptionContext
   readonly #open = new Set<{ close(): Promise<void> }>()
 
-  /** @internal Use `createClient()`. */
-  constructor(options: ClientOptions) {
+  readonly #http: Http
+
+  /**
+   * @internal Use `createClient()`. `http`: how requests are sent when `options.fetch` is not
+   * given (the Node entry passes its connection pool), given the signal that aborts when the
+   * client closes; default: the global fetch.
+   */
+  constructor(options: ClientOptions, http?: (closed: AbortSignal) => Http) {
     const urls = normaliseUrls([
       ...(options.urls ?? []),
       ...(options.url === undefined ? [] : [options.url]),
     ])
     this.urls = urls
-    const f = options.fetch ?? globalThis.fetch
-    if (typeof f !== 'function') {
-      throw new TypeError('createClient: no fetch here; pass options.fetch')
+    if (options.fetch === undefined && http !== undefined) {
+      this.#http = http(this.#closer.signal)
+    } else {
+      const f = options.fetch ?? globalThis.fetch
+      if (typeof f !== 'function') {
+        throw new TypeError('createClient: no fetch here; pass options.fetch')
+      }
+      this.#http = fetchHttp(f)
     }
     const headers: Record<string, string> = { ...options.headers }
     if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
     this.#integers = options.integers ?? 'auto'
     this.#maxLineChars = options.maxLineChars ?? MAX_LINE_CHARS
     this.#transport = new Transport({
-      // Called unbound, a browser's fetch throws "Illegal invocation".
-      fetch: (input, init) => f(input, init),
+      http: this.#http,
       headers,
       timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS,
       retry: {
@@ -678,25 +693,10 @@ export class PatinaClient implements AsyncDisposable {
   async close(): Promise<void> {
     if (!this.closed) this.#closer.abort(new ClientClosedError('the client was closed'))
     await Promise.all([...this.#open].map((s) => s.close()))
+    await this.#http.close()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
-}
-
-/**
- * Makes a client of one or more agents.
- *
- * ### Examples
- * ```ts
- * import { createClient } from '@patina/client'
- *
- * await using client = createClient({ urls: ['http://10.0.0.1:8080', 'http://10.0.0.2:8080'] })
- * const { version } = await client.transaction([['INSERT INTO t (id) VALUES (?)', [1]]])
- * for await (const row of client.query<{ id: number }>('SELECT id FROM t')) console.log(row.id)
- * ```
- */
-export function createClient(options: ClientOptions): PatinaClient {
-  return new PatinaClient(options)
 }

@@ -1,7 +1,9 @@
 /**
  * @packageDocumentation
- * Typed client for the Patina agent's HTTP API (Corrosion's v1 API). Built on fetch; no
- * native or runtime dependencies; runs in Node (20.19+) and in browsers.
+ * Typed client for the Patina agent's HTTP API (Corrosion's v1 API). Runs in Node (20.19+)
+ * and in browsers. This is the Node entry (package.json "node" condition): requests go over a
+ * keep-alive connection pool of undici's; browser.ts, the entry for everything else, uses
+ * fetch. Both export the same API.
  *
  * ```ts
  * import { createClient } from '@patina/client'
@@ -17,36 +19,24 @@
  *
  * docs/client.md has the full guide: decoding rules, failover rules, errors.
  */
-export {
-  createClient,
-  PatinaClient,
-  type ClientOptions,
-  type EventsRequest,
-  type EventsStream,
-  type StatementResult,
-  type SubscribeOptions,
-  type TransactionResult,
-} from './client.ts'
-export {
-  AbortError,
-  ClientClosedError,
-  ConnectionError,
-  InvalidStatementError,
-  OutcomeUnknownError,
-  PatinaError,
-  PatinaHttpError,
-  ProtocolError,
-  QueryError,
-  ResumeError,
-  SubscriptionGoneError,
-  TimeoutError,
-  TransactionError,
-  type EndpointFailure,
-  type FailedStatementResult,
-} from './errors.ts'
-export type { NamedParams, PositionalParams, Statement } from './statements.ts'
-export { Subscription, type ChangeType, type SubscriptionEvent } from './subscription.ts'
-export type { CallOptions, ClientEvent } from './transport.ts'
-export { UpdateStream, type UpdateEvent } from './updates.ts'
-export { real, Real, type IntegerMode, type ParamValue, type Row, type SqlValue } from './values.ts'
-export type { JsonValue, WireEvent } from '@patina/protocol'
+import { PatinaClient, type ClientOptions } from './client.ts'
+import { nodeHttp } from './node/http.ts'
+
+export * from './api.ts'
+
+/**
+ * Makes a client of one or more agents. In Node its requests go over a keep-alive connection
+ * pool of its own (undici), unless `options.fetch` is given; `close()` closes the pool.
+ *
+ * ### Examples
+ * ```ts
+ * import { createClient } from '@patina/client'
+ *
+ * await using client = createClient({ urls: ['http://10.0.0.1:8080', 'http://10.0.0.2:8080'] })
+ * const { version } = await client.transaction([['INSERT INTO t (id) VALUES (?)', [1]]])
+ * for await (const row of client.query<{ id: number }>('SELECT id FROM t')) console.log(row.id)
+ * ```
+ */
+export function createClient(options: ClientOptions): PatinaClient {
+  return new PatinaClient(options, nodeHttp)
+}

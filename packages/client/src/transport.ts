@@ -63,8 +63,55 @@ export interface RetryPolicy {
   readonly maxDelayMs: number
 }
 
+/** What the client reads of an HTTP answer: a subset of fetch's Response. */
+export interface HttpAnswer {
+  readonly ok: boolean
+  readonly status: number
+  readonly statusText: string
+  readonly headers: { get(name: string): string | null }
+  /** The body as a stream; cancelling it releases (or closes) the connection. */
+  readonly body: ReadableStream<Uint8Array> | null
+  text(): Promise<string>
+}
+
+export interface HttpRequestInit {
+  readonly method: 'GET' | 'POST'
+  readonly headers: Record<string, string>
+  readonly body?: string
+  /** Aborts the request, and the body read once the answer is in. */
+  readonly signal: AbortSignal
+}
+
+/**
+ * How the client sends a request: fetch (browsers, or a `fetch` option), or a pooled keep-alive
+ * dispatcher in Node (node/http.ts, the package's Node entry).
+ */
+export interface Http {
+  request(url: string, init: HttpRequestInit): Promise<HttpAnswer>
+  /** Whether a failed request (`err`) to `url` certainly was not sent, so any retry is safe. */
+  notSent(err: unknown, url: string): boolean
+  /** Releases what it holds (connections); called by `client.close()`. */
+  close(): Promise<void>
+}
+
+/** Http over a fetch function: what a browser has, and what the `fetch` option gives. */
+export function fetchHttp(f: typeof fetch): Http {
+  return {
+    request: async (url, init) => {
+      const { method, headers, body, signal } = init
+      // Called unbound, a browser's fetch throws "Illegal invocation".
+      return f(
+        url,
+        body === undefined ? { method, headers, signal } : { method, headers, body, signal },
+      )
+    },
+    notSent: (err, url) => certainlyNotSent(err) || isBadPort(url),
+    close: () => Promise.resolve(),
+  }
+}
+
 export interface TransportOptions {
-  readonly fetch: typeof fetch
+  readonly http: Http
   readonly headers: Readonly<Record<string, string>>
   readonly timeoutMs: number
   readonly retry: RetryPolicy
@@ -95,7 +142,7 @@ export interface CallOptions {
 
 /** A 2xx answer. Call `finish()` once done with the body (releases the abort listeners). */
 export interface Sent {
-  readonly response: Response
+  readonly response: HttpAnswer
   readonly url: string
   /** Aborts when the call is aborted or the client closes; the body read then rejects. */
   readonly signal: AbortSignal
@@ -148,8 +195,8 @@ export function isBadPort(url: string): boolean {
 }
 
 /**
- * Whether a fetch failure certainly happened before the request was sent. Only Node (undici)
- * says why fetch failed; a browser's bare "Failed to fetch" counts as "may have been sent".
+ * Whether a request failure certainly happened before the request was sent. Only Node (undici)
+ * says why a request failed; a browser's bare "Failed to fetch" counts as "may have been sent".
  */
 export function certainlyNotSent(err: unknown): boolean {
   let e = err as ErrorLike | null | undefined
@@ -203,7 +250,7 @@ const ERROR_TEXT_MAX_CHARS = 2000
  * The error for a non-2xx answer: the agent's `{"error": ..., "code": ...}` message and code,
  * or the status line.
  */
-async function httpError(res: Response, url: string, kind: RequestSpec['kind']) {
+async function httpError(res: HttpAnswer, url: string, kind: RequestSpec['kind']) {
   const retryAfterMs = parseRetryAfter(res.headers.get(RETRY_AFTER_HEADER))
   let text = ''
   try {
@@ -338,11 +385,14 @@ export class Transport {
     }
     const headers: Record<string, string> = { ...this.#o.headers }
     if (spec.body !== undefined) headers['content-type'] = JSON_TYPE
-    let res: Response
+    let res: HttpAnswer
     try {
-      const init: RequestInit = { method: spec.method, headers, signal: attempt.signal }
-      if (spec.body !== undefined) init.body = spec.body
-      res = await this.#o.fetch(`${endpoint.url}${spec.path}`, init)
+      const { method, body } = spec
+      const signal = attempt.signal
+      res = await this.#o.http.request(
+        `${endpoint.url}${spec.path}`,
+        body === undefined ? { method, headers, signal } : { method, headers, body, signal },
+      )
     } catch (err) {
       clearTimeout(timer)
       attempt.unlink()
@@ -350,7 +400,7 @@ export class Transport {
       const reason: unknown = attempt.signal.reason
       const error = reason instanceof TimeoutError ? reason : toError(err)
       pool.markDown(endpoint, null)
-      if (reason instanceof TimeoutError || !(certainlyNotSent(err) || isBadPort(endpoint.url))) {
+      if (reason instanceof TimeoutError || !this.#o.http.notSent(err, endpoint.url)) {
         if (spec.kind === 'transaction') {
           throw new OutcomeUnknownError(
             `the transaction was sent to ${endpoint.url} but no answer came back ` +
