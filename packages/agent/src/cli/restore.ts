@@ -87,6 +87,7 @@ export function restoreCommand(): Command {
       const report = await restoreSnapshot(path, config.db.path, {
         clusterId: config.gossip.clusterId,
         asNewActor: opts.asNewActor === true,
+        schemaPaths: config.db.schemaPaths,
       })
       if (opts.json === true) {
         process.stdout.write(

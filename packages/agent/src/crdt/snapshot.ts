@@ -37,6 +37,9 @@ import Database from 'better-sqlite3'
 import { ACTOR_ID_BYTES, actorIdHex } from '../runtime/actor-id.ts'
 import { openDb } from '../store/open-db.ts'
 import { PATINA_VERSION } from '../version.ts'
+import { diffSchema } from '../schema/diff-schema.ts'
+import { loadSchemaFiles, parseSchema } from '../schema/parse-schema.ts'
+import { readCurrentSchema } from '../schema/read-schema.ts'
 import { inspect } from './integrity.ts'
 import {
   CAPTURE_FUNCTIONS,
@@ -335,8 +338,32 @@ export async function unpackSnapshot(input: string, dest: string): Promise<void>
   }
 }
 
-/** Reads and checks the manifest and the file of an unpacked snapshot; throws SnapshotError. */
-export function verifySnapshot(path: string, clusterId: number): Manifest {
+/**
+ * Refuses a snapshot whose schema the schema files cannot reach by the additive rules (a table
+ * or column in the snapshot that the files lack): the agent would refuse to start on it.
+ * Older snapshots (the files add tables or columns) pass: the agent adds them at start.
+ */
+function checkSchema(db: Database.Database, schemaPaths: readonly string[]): void {
+  if (schemaPaths.length === 0) return
+  try {
+    diffSchema(readCurrentSchema(db, isInternalName), parseSchema(loadSchemaFiles(schemaPaths)))
+  } catch (err) {
+    throw new SnapshotError(
+      `the snapshot's schema cannot be brought to the schema files by additive changes: ${messageOf(err)}`,
+    )
+  }
+}
+
+/**
+ * Reads and checks the manifest and the file of an unpacked snapshot; throws SnapshotError.
+ * With `schemaPaths` (the config's `[db] schema_paths`), also checks that the agent can start
+ * on it with those files.
+ */
+export function verifySnapshot(
+  path: string,
+  clusterId: number,
+  schemaPaths: readonly string[] = [],
+): Manifest {
   let db: Database.Database
   try {
     db = new Database(path, { readonly: true })
@@ -386,6 +413,7 @@ export function verifySnapshot(path: string, clusterId: number): Manifest {
         `the snapshot's Patina tables or triggers are not as Patina left them: ${found.problems.join('; ')}`,
       )
     }
+    checkSchema(db, schemaPaths)
     return {
       formatVersion: format,
       clusterId: theirs,
@@ -504,14 +532,14 @@ function minus(a: readonly VersionRange[], b: readonly VersionRange[]): VersionR
 export async function restoreSnapshot(
   input: string,
   dbPath: string,
-  options: { clusterId: number; asNewActor?: boolean },
+  options: { clusterId: number; asNewActor?: boolean; schemaPaths?: readonly string[] },
 ): Promise<RestoreReport> {
   const temp = `${dbPath}.restore`
   // A re-run after a crash starts over: whatever an earlier run left half-done goes.
   for (const ext of ['', '-journal', '-wal', '-shm']) rmSync(temp + ext, { force: true })
   try {
     await unpackSnapshot(input, temp)
-    const manifest = verifySnapshot(temp, options.clusterId)
+    const manifest = verifySnapshot(temp, options.clusterId, options.schemaPaths)
     const old = options.asNewActor === true ? null : peekOld(dbPath)
     const actorId = old?.actorId ?? new Uint8Array(randomBytes(ACTOR_ID_BYTES))
     const newActor = old?.actorId == null

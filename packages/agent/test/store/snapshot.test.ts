@@ -219,7 +219,13 @@ describe('snapshot - backup and restore', () => {
     t.close()
     const bytes = readFileSync(snap)
     const bad = join(dir, 'bad')
-    const cases: [string, Buffer | (() => void), RegExp, number?][] = [
+    // Schema files that lack the snapshot's table "items".
+    const older = join(dir, 'older.sql')
+    writeFileSync(
+      older,
+      'CREATE TABLE counter (id INTEGER NOT NULL PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0);\n',
+    )
+    const cases: [string, Buffer | (() => void), RegExp, number?, string?][] = [
       ['truncated', bytes.subarray(0, Math.floor(bytes.length / 2)), /corrupt or truncated/],
       ['truncated gzip', gzipSync(bytes).subarray(0, 5000), /cannot be read as a snapshot/],
       ['garbage', Buffer.from('hello, not a snapshot\n'), /not a Patina snapshot/],
@@ -242,14 +248,24 @@ describe('snapshot - backup and restore', () => {
         /no __patina_snapshot manifest/,
       ],
       ['other cluster', bytes, /cluster id 7, this node's \[gossip\] cluster_id is 8/, 8],
+      [
+        'newer schema than the files',
+        bytes,
+        /cannot be brought to the schema files.*items/,
+        CLUSTER,
+        older,
+      ],
     ]
     const before = dirState(data)
-    for (const [name, content, message, cluster] of cases) {
+    for (const [name, content, message, cluster, schema] of cases) {
       rmSync(bad, { force: true })
       if (typeof content === 'function') content()
       else writeFileSync(bad, content)
       await assert.rejects(
-        restoreSnapshot(bad, target, { clusterId: cluster ?? CLUSTER }),
+        restoreSnapshot(bad, target, {
+          clusterId: cluster ?? CLUSTER,
+          ...(schema === undefined ? {} : { schemaPaths: [schema] }),
+        }),
         (err: unknown) => err instanceof SnapshotError && message.test(err.message),
         name,
       )
