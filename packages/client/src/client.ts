@@ -187,18 +187,21 @@ export class PatinaClient implements AsyncDisposable {
   readonly #http: Http
 
   /**
-   * @internal Use `createClient()`. `http`: how requests are sent when `options.fetch` is not
-   * given (the Node entry passes its connection pool), given the signal that aborts when the
-   * client closes; default: the global fetch.
+   * @internal Use `createClient()`. `http`: how requests are sent, given the signal that aborts
+   * when the client closes and `options.fetch` (the Node entry passes its connection pool);
+   * default: `options.fetch` or the global fetch.
    */
-  constructor(options: ClientOptions, http?: (closed: AbortSignal) => Http) {
+  constructor(
+    options: ClientOptions,
+    http?: (closed: AbortSignal, f: typeof fetch | undefined) => Http,
+  ) {
     const urls = normaliseUrls([
       ...(options.urls ?? []),
       ...(options.url === undefined ? [] : [options.url]),
     ])
     this.urls = urls
-    if (options.fetch === undefined && http !== undefined) {
-      this.#http = http(this.#closer.signal)
+    if (http !== undefined) {
+      this.#http = http(this.#closer.signal, options.fetch)
     } else {
       const f = options.fetch ?? globalThis.fetch
       if (typeof f !== 'function') {

@@ -10,7 +10,7 @@
 import { setMaxListeners } from 'node:events'
 import type { Readable } from 'node:stream'
 import { Agent, request } from 'undici'
-import { certainlyNotSent, type Http, type HttpAnswer } from '../transport.ts'
+import { certainlyNotSent, fetchHttp, type Http, type HttpAnswer } from '../transport.ts'
 
 /**
  * A web stream of `body`'s chunks, read as the consumer asks (backpressure: nothing is read
@@ -35,12 +35,14 @@ function webStream(body: Readable): ReadableStream<Uint8Array> {
 }
 
 /**
- * A keep-alive pool per agent, made on the first request and destroyed by `close()`.
- * `closed`: the client's close signal. Every call in flight and every open stream listens to it,
- * so past 10 of them Node would warn of a listener leak that is none.
+ * A keep-alive pool per agent, made on the first request and destroyed by `close()`; or, when
+ * the caller gave one, `f` (the `fetch` option). `closed`: the client's close signal. Every call
+ * in flight and every open stream listens to it, so past 10 of them Node would warn of a
+ * listener leak that is none.
  */
-export function nodeHttp(closed: AbortSignal): Http {
+export function nodeHttp(closed: AbortSignal, f: typeof fetch | undefined): Http {
   setMaxListeners(0, closed)
+  if (f !== undefined) return fetchHttp(f)
   let dispatcher: Agent | null = null
   let done = false
   return {
