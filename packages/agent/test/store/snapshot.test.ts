@@ -5,6 +5,7 @@
  * directory.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import {
   copyFileSync,
@@ -318,6 +319,102 @@ describe('snapshot - interrupted runs and open files', () => {
     } finally {
       g.close()
     }
+  })
+})
+
+const SNAPSHOT_MODULE = new URL('../../src/crdt/snapshot.ts', import.meta.url).href
+/** Delays after the child says `go` at which it is killed: early, middle, late of the run. */
+const KILL_AFTER_MS = [2, 25, 60, 150]
+
+/** Runs `call` (an expression using `m`, the snapshot module) in a child, SIGKILLed `ms` after it starts. */
+async function killedDuring(call: string, ms: number): Promise<boolean> {
+  const code =
+    `const m = await import(${JSON.stringify(SNAPSHOT_MODULE)}); ` +
+    `process.stdout.write('go\\n'); await ${call}; process.stdout.write('done\\n')`
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error('the child did not start within 10 s'))
+    }, 10_000)
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      out += c
+      if (!out.startsWith('go')) return
+      clearTimeout(timer)
+      setTimeout(() => child.kill('SIGKILL'), ms)
+      resolve()
+    })
+  })
+  await new Promise((resolve) => child.once('close', resolve))
+  return out.includes('done')
+}
+
+describe('snapshot - kill -9 during backup and restore', () => {
+  it('snapshot - after a kill -9 the data directory is intact and the command can be run again', async () => {
+    const big = seeded('big', 0x71, 0)
+    for (let t = 0; t < 20; t++) {
+      big.transaction(
+        Array.from({ length: 1000 }, (_, i) => ({
+          sql: 'INSERT INTO items (id, pad) VALUES (?, ?)',
+          params: [BigInt(t * 1000 + i + 1), 'z'.repeat(900)],
+        })),
+      )
+    }
+    big.close()
+    const snap = join(dir, 'big.snap')
+    const interrupted = { backup: 0, restore: 0 }
+    for (const ms of KILL_AFTER_MS) {
+      if (
+        !(await killedDuring(
+          `m.createSnapshot(${JSON.stringify(join(dir, 'big.db'))}, ${JSON.stringify(snap)}, { clusterId: ${CLUSTER} })`,
+          ms,
+        ))
+      )
+        interrupted.backup++
+      // Either no snapshot or a whole one.
+      if (existsSync(snap)) verifySnapshot(snap, CLUSTER)
+    }
+    await createSnapshot(join(dir, 'big.db'), snap, { clusterId: CLUSTER })
+    const data = mkdtempSync(join(dir, 'killed-'))
+    const target = join(data, 'state.db')
+    const t = Replica.open(target, { actorId: id(0x72) })
+    t.applySchema(SCHEMA)
+    t.transaction([{ sql: 'INSERT INTO counter (id, n) VALUES (1, 1)' }])
+    t.close()
+    for (const ms of KILL_AFTER_MS) {
+      if (
+        !(await killedDuring(
+          `m.restoreSnapshot(${JSON.stringify(snap)}, ${JSON.stringify(target)}, { clusterId: ${CLUSTER} })`,
+          ms,
+        ))
+      )
+        interrupted.restore++
+      const db = new Database(target, { readonly: true })
+      const check = db.prepare('PRAGMA integrity_check').pluck().get()
+      db.close()
+      assert.equal(check, 'ok', `killed after ${ms} ms: integrity_check`)
+      const r = Replica.open(target)
+      const items = r.query('SELECT count(*) AS n FROM items')[0]?.n
+      assert.equal(actorIdHex(r.actorId), actorIdHex(id(0x72)), `killed after ${ms} ms`)
+      r.close()
+      assert.ok(
+        items === 0n || items === 20000n,
+        `the old database or the new one (${String(items)})`,
+      )
+    }
+    // At least the early kills land inside the run (else this test proves nothing).
+    assert.ok(interrupted.backup >= 1 && interrupted.restore >= 1, JSON.stringify(interrupted))
+    process.stdout.write(
+      `# kill -9 landed inside: ${JSON.stringify(interrupted)} of ${KILL_AFTER_MS.length}\n`,
+    )
+    const report = await restoreSnapshot(snap, target, { clusterId: CLUSTER })
+    assert.equal(report.actorId, actorIdHex(id(0x72)))
+    const r = Replica.open(target)
+    assert.equal(r.query('SELECT count(*) AS n FROM items')[0]?.n, 20000n)
+    r.close()
   })
 })
 
