@@ -418,6 +418,34 @@ describe('snapshot - kill -9 during backup and restore', () => {
   })
 })
 
+describe('snapshot - restore over a crashed agent', () => {
+  it('snapshot - the old database of an agent killed mid-run (its -wal not checkpointed) gives its actor id and head', async () => {
+    const path = join(dir, 'crashed.db')
+    const replica = new URL('../../src/crdt/replica.ts', import.meta.url).href
+    const code =
+      `const { Replica } = await import(${JSON.stringify(replica)}); ` +
+      `const r = Replica.open(${JSON.stringify(path)}, { actorId: new Uint8Array(16).fill(0x33) }); ` +
+      `r.applySchema(${JSON.stringify(SCHEMA)}); ` +
+      `for (let i = 0; i < 30; i++) r.transaction([{ sql: 'INSERT INTO items (id) VALUES (?)', params: [BigInt(i)] }]); ` +
+      `process.kill(process.pid, 'SIGKILL')`
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      stdio: 'inherit',
+    })
+    await new Promise((resolve) => child.once('close', resolve))
+    assert.ok(existsSync(`${path}-wal`), 'the crash left a -wal')
+    const report = await restoreSnapshot(join(dir, 'a.snap'), path, { clusterId: CLUSTER })
+    const own = actorIdHex(new Uint8Array(16).fill(0x33))
+    assert.equal(report.actorId, own)
+    assert.deepEqual(report.ownMissing, [[1, 30]])
+    const r = Replica.open(path)
+    try {
+      assert.equal(r.headOf(r.actorId), 30)
+    } finally {
+      r.close()
+    }
+  })
+})
+
 function verifyHead(v: { head: number } | undefined): number {
   assert.ok(v !== undefined)
   return v.head
