@@ -21,6 +21,7 @@ import { after, before, describe, it } from 'node:test'
 import { adminRequest, startAdminServer } from '../../src/admin/admin-server.ts'
 import { AdminError } from '../../src/admin/errors.ts'
 import {
+  agentProcess,
   agentConfig,
   buildAgent,
   runPatina,
@@ -125,14 +126,7 @@ describe('admin - one agent per admin socket', () => {
           extra: ['[admin]', `path = ${JSON.stringify(sock)}`],
         }),
       )
-      agents.push({
-        name,
-        cfg,
-        api: `http://127.0.0.1:${apiPort}`,
-        gossipPort,
-        child: null,
-        output: '',
-      })
+      agents.push(agentProcess(name, cfg, apiPort, gossipPort))
     }
     const [first, second] = agents
     assert.ok(first !== undefined && second !== undefined)

@@ -61,6 +61,16 @@ export interface AgentProcess {
   output: string
 }
 
+/** An agent process not started yet, with its API on 127.0.0.1:`apiPort`. */
+export function agentProcess(
+  name: string,
+  cfg: string,
+  apiPort: number,
+  gossipPort: number,
+): AgentProcess {
+  return { name, cfg, api: `http://127.0.0.1:${apiPort}`, gossipPort, child: null, output: '' }
+}
+
 /** The line an agent prints once its API listens; group 1 is the URL. */
 const READY_LINE = /patina agent: API at (http:\/\/\S+)\n/
 

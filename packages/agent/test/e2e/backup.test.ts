@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
+  agentProcess,
   agentConfig,
   buildAgent,
   queryRows,
@@ -49,14 +50,7 @@ function makeAgent(name: string, apiPort: number, gossipPort: number, seed?: num
       extra: ['[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
     }),
   )
-  const n: AgentProcess = {
-    name,
-    cfg,
-    api: `http://127.0.0.1:${apiPort}`,
-    gossipPort,
-    child: null,
-    output: '',
-  }
+  const n: AgentProcess = agentProcess(name, cfg, apiPort, gossipPort)
   agents.push(n)
   return n
 }

@@ -23,6 +23,7 @@ import { after, before, describe, it } from 'node:test'
 import { LAN_PROFILE } from '../../src/membership/defaults.ts'
 import { suspicionBounds } from '../../src/membership/suspicion.ts'
 import {
+  agentProcess,
   agentConfig,
   buildAgent,
   startAgent as start,
@@ -110,14 +111,7 @@ before(async () => {
       cfg,
       agentConfig({ name, apiPort, gossipPort, bootstrap: i === 0 ? [] : [ports[1] ?? 0] }),
     )
-    nodes.push({
-      name,
-      cfg,
-      api: `http://127.0.0.1:${apiPort}`,
-      gossipPort,
-      child: null,
-      output: '',
-    })
+    nodes.push(agentProcess(name, cfg, apiPort, gossipPort))
   }
   await Promise.all(nodes.map(start))
 })

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
+  agentProcess,
   agentConfig,
   queryRows,
   buildAgent,
@@ -208,14 +209,7 @@ function makeAgent(name: string, extra: readonly string[] = []): AgentProcess {
       extra: [...extra, '[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
     }),
   )
-  const n: AgentProcess = {
-    name,
-    cfg,
-    api: `http://127.0.0.1:${apiPort}`,
-    gossipPort,
-    child: null,
-    output: '',
-  }
+  const n: AgentProcess = agentProcess(name, cfg, apiPort, gossipPort)
   all.push(n)
   return n
 }

@@ -21,7 +21,14 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { LineSplitter } from '@patina/protocol'
 import { SHUTDOWN_GRACE_MS } from '../../src/config/defaults.ts'
-import { agentConfig, buildAgent, startAgent, waitExit, type AgentProcess } from './agents.ts'
+import {
+  agentProcess,
+  agentConfig,
+  buildAgent,
+  startAgent,
+  waitExit,
+  type AgentProcess,
+} from './agents.ts'
 import { freePorts } from './ports.ts'
 
 /** Time the process takes after the grace: stopping the rest of the agent, then exiting. */
@@ -64,14 +71,7 @@ async function newAgent(name: string): Promise<AgentProcess> {
       extra: ['[subscriptions]', 'batch_ms = 1'],
     }),
   )
-  const n: AgentProcess = {
-    name,
-    cfg,
-    api: `http://127.0.0.1:${apiPort}`,
-    gossipPort,
-    child: null,
-    output: '',
-  }
+  const n: AgentProcess = agentProcess(name, cfg, apiPort, gossipPort)
   agents.push(n)
   await startAgent(n)
   return n

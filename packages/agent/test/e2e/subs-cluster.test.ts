@@ -22,6 +22,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { LineSplitter } from '@patina/protocol'
 import {
+  agentProcess,
   agentConfig,
   buildAgent,
   queryRows,
@@ -227,14 +228,7 @@ before(async () => {
         extra: ['[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
       }),
     )
-    nodes.push({
-      name,
-      cfg,
-      api: `http://127.0.0.1:${apiPort}`,
-      gossipPort,
-      child: null,
-      output: '',
-    })
+    nodes.push(agentProcess(name, cfg, apiPort, gossipPort))
   }
   await Promise.all(nodes.map(startAgent))
   await until('every agent lists every agent alive', allAlive, () =>

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
+  agentProcess,
   agentConfig,
   buildAgent,
   startAgent,
@@ -62,14 +63,7 @@ before(async () => {
     const extra = i === 0 ? ['[perf]', `sql_tx_timeout = ${TIMEOUT_S}`] : []
     const bootstrap = i === 0 ? [] : [ports[1] ?? 0]
     writeFileSync(cfg, agentConfig({ name, apiPort, gossipPort, bootstrap, schema: true, extra }))
-    agents.push({
-      name,
-      cfg,
-      api: `http://127.0.0.1:${apiPort}`,
-      gossipPort,
-      child: null,
-      output: '',
-    })
+    agents.push(agentProcess(name, cfg, apiPort, gossipPort))
   }
   await Promise.all(agents.map(startAgent))
 })
