@@ -10,6 +10,7 @@ import { dirname } from 'node:path'
 import { Gauge } from 'prom-client'
 import type { Logger } from 'pino'
 import { startAdminServer } from './admin/admin-server.ts'
+import { serveH2c } from './api/h2c.ts'
 import { buildApi, type Api } from './api/server.ts'
 import { MEMBERSHIP_LEAVE_TIMEOUT_MS, SHUTDOWN_GRACE_MS } from './config/defaults.ts'
 import { SUBS_EVALS_PER_READER_MAX } from './subs/subs-defaults.ts'
@@ -320,14 +321,23 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
           }
         },
       })
-      // Stop accepting, let in-flight requests finish, but not forever: once the grace is over,
-      // the connections still open are cut (an open socket would keep the process alive).
+      // HTTP/1.1 and h2c on the same port (api/h2c.ts).
+      const h2c = serveH2c(api, {
+        headersTimeoutMs: config.api.headersTimeoutMs,
+        keepAliveTimeoutMs: config.api.keepAliveTimeoutMs,
+        maxConcurrentStreams: config.api.maxConcurrentStreams,
+        registry: metrics.registry,
+      })
+      // Stop accepting, let in-flight requests finish (HTTP/2 sessions get GOAWAY), but not
+      // forever: once the grace is over, the connections still open are cut (an open socket
+      // would keep the process alive).
       cleanups.push(() =>
         Promise.race([
-          api.close(),
+          Promise.all([api.close(), h2c.close()]).then(() => undefined),
           new Promise<void>((resolve) =>
             setTimeout(() => {
               api.server.closeAllConnections()
+              h2c.destroy()
               resolve()
             }, SHUTDOWN_GRACE_MS).unref(),
           ),

@@ -123,6 +123,25 @@ function threshold(query: Record<string, unknown>, key: string): number | undefi
   return n
 }
 
+/**
+ * The HTTP/1.1 answer to what the parser refuses, then the connection closes: 408 REQUEST_TIMEOUT
+ * when the request did not arrive in time (`malformed` null), else 400 BAD_REQUEST.
+ */
+export function clientErrorResponse(malformed: string | null): string {
+  const timedOut = malformed === null
+  const code: ErrorCode = timedOut ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST'
+  const message = timedOut
+    ? 'the request did not arrive in time ([api] headers_timeout_ms / request_timeout_ms)'
+    : `malformed HTTP request: ${malformed}`
+  const body = encodeErrorBody(code, message)
+  const status = statusOf(code)
+  return (
+    `HTTP/1.1 ${String(status)} ${timedOut ? 'Request Timeout' : 'Bad Request'}\r\n` +
+    `content-type: ${JSON_TYPE}\r\ncontent-length: ${String(Buffer.byteLength(body))}\r\n` +
+    `connection: close\r\n\r\n${body}`
+  )
+}
+
 export function buildApi(deps: ApiDeps) {
   const { replica, readers, config, metrics } = deps
   const app = Fastify({
@@ -148,17 +167,7 @@ export function buildApi(deps: ApiDeps) {
         return
       }
       const timedOut = (err as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      const code: ErrorCode = timedOut ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST'
-      const message = timedOut
-        ? 'the request did not arrive in time ([api] headers_timeout_ms / request_timeout_ms)'
-        : `malformed HTTP request: ${err.message}`
-      const body = encodeErrorBody(code, message)
-      const status = statusOf(code)
-      socket.end(
-        `HTTP/1.1 ${String(status)} ${timedOut ? 'Request Timeout' : 'Bad Request'}\r\n` +
-          `content-type: ${JSON_TYPE}\r\ncontent-length: ${String(Buffer.byteLength(body))}\r\n` +
-          `connection: close\r\n\r\n${body}`,
-      )
+      socket.end(clientErrorResponse(timedOut ? null : err.message))
     },
     http: {
       headersTimeout: config.api.headersTimeoutMs,
@@ -206,7 +215,8 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('onRequest', async (req, reply) => {
     if (closing) {
-      reply.header('connection', 'close')
+      // HTTP/2 has no connection header: its session ends with GOAWAY (api/h2c.ts).
+      if (req.raw.httpVersionMajor !== 2) reply.header('connection', 'close')
       await sendError(reply, 'AGENT_CLOSING', 'the agent is shutting down; retry on another agent')
       return reply
     }

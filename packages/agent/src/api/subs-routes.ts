@@ -129,8 +129,9 @@ export function registerSubsRoutes(app: App, subs: Subscriptions): void {
       'content-type': NDJSON_TYPE,
       [QUERY_ID_HEADER]: opened.id,
       // A stream ends when the agent closes it: its connection goes too, rather than idling
-      // (kept alive) until the server's keep-alive timeout holds up a shutdown.
-      connection: 'close',
+      // (kept alive) until the server's keep-alive timeout holds up a shutdown. HTTP/2 has no
+      // connection header: only the stream ends.
+      ...(reply.request.raw.httpVersionMajor === 2 ? {} : { connection: 'close' }),
     })
     // Headers go out at once, not with the first event: an update stream may be quiet for
     // long, and its client waits for the status and `corro-query-id`.

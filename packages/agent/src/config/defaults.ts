@@ -78,6 +78,11 @@ export const API_REQUEST_TIMEOUT_MS = 300_000
  */
 export const API_KEEP_ALIVE_TIMEOUT_MS = 5_000
 /**
+ * `[api] max_concurrent_streams`: streams one HTTP/2 (h2c) session may have open at once
+ * (SETTINGS_MAX_CONCURRENT_STREAMS); the client waits for one to end before opening more.
+ */
+export const API_CONCURRENT_STREAMS_MAX = 100
+/**
  * Node checks the two timeouts above on a timer, not per connection: every this many ms (or a
  * quarter of `headers_timeout_ms` if shorter), so a timeout fires at most this late. Node's own
  * interval is 30 s.

@@ -20,6 +20,7 @@ import {
 import {
   API_BODY_BYTES_MAX,
   API_RESPONSE_BUFFER_BYTES_MAX,
+  API_CONCURRENT_STREAMS_MAX,
   API_ROW_BYTES_MAX,
   CELL_BYTES_LIMIT,
   CELL_BYTES_MAX,
@@ -260,6 +261,7 @@ function configSchema(baseDir: string) {
         keepAliveTimeoutMs: positiveInt.default(API_KEEP_ALIVE_TIMEOUT_MS),
         maxRowBytes: positiveInt.default(API_ROW_BYTES_MAX),
         maxResponseBufferBytes: positiveInt.default(API_RESPONSE_BUFFER_BYTES_MAX),
+        maxConcurrentStreams: positiveInt.default(API_CONCURRENT_STREAMS_MAX),
       }).prefault({}),
       gossip: section({
         addr: hostPort.default(DEFAULT_GOSSIP_ADDR),
