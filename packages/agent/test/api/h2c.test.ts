@@ -232,7 +232,7 @@ describe('api over HTTP/2 with prior knowledge (h2c)', () => {
     }
   })
 
-  it('h2c - a client that does not read stalls its query answer at the buffer cap', async () => {
+  it('h2c - a client that does not read stalls its query answer at the buffer cap', async (t) => {
     const pausesBefore = await metric('patina_api_response_pauses_total')
     const s = session()
     try {
@@ -257,6 +257,7 @@ describe('api over HTTP/2 with prior knowledge (h2c)', () => {
       }
       // The cap + a 64 KiB chunk in the body, the stream's 16 KiB buffer + a chunk, one row.
       const bound = BUFFER_CAP + 3 * 64 * 1024 + 16 * 1024 + 2048
+      t.diagnostic(`buffered at most ${max} bytes (cap ${BUFFER_CAP}, bound ${bound})`)
       assert.ok(max > 0, 'the answer holds bytes')
       assert.ok(max <= bound, `buffered ${max} bytes, bound ${bound}`)
       // A paused client stream never closes on its own (its data is unread): cut it.
