@@ -324,6 +324,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       // HTTP/1.1 and h2c on the same port (api/h2c.ts).
       const h2c = serveH2c(api, {
         headersTimeoutMs: config.api.headersTimeoutMs,
+        requestTimeoutMs: config.api.requestTimeoutMs,
         keepAliveTimeoutMs: config.api.keepAliveTimeoutMs,
         maxConcurrentStreams: config.api.maxConcurrentStreams,
         registry: metrics.registry,

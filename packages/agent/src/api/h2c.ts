@@ -13,7 +13,8 @@
  *
  * Bounds on HTTP/2 sessions, as on HTTP/1.1 connections:
  *   - a session that opens no stream within headers_timeout_ms, or has had none open for
- *     keep_alive_timeout_ms, is closed (GOAWAY);
+ *     keep_alive_timeout_ms, is closed (GOAWAY); a request whose body has not all arrived within
+ *     request_timeout_ms is answered 408 REQUEST_TIMEOUT and its stream closed;
  *   - at most `[api] max_concurrent_streams` streams open per session (SETTINGS), request headers
  *     at most Node's HTTP/1.1 header limit (`http.maxHeaderSize`, 16 KiB);
  *   - a stream's response is written with HTTP/2 flow control: `write()` returns false until
@@ -27,7 +28,9 @@
  *   patina_api_h2_max_concurrent_streams                   the cap per session
  */
 import { maxHeaderSize, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { encodeErrorBody, JSON_TYPE, statusOf } from '@patina/protocol'
 import {
+  constants,
   createServer as createHttp2Server,
   type Http2ServerRequest,
   type Http2ServerResponse,
@@ -36,6 +39,7 @@ import {
 } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Counter, Gauge, type Registry } from 'prom-client'
+import { ApiError } from './errors.ts'
 import { clientErrorResponse } from './server.ts'
 
 /** The first bytes of every HTTP/2 prior-knowledge connection (RFC 9113 3.4). */
@@ -43,6 +47,7 @@ export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin
 
 export interface H2cOptions {
   readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number
   readonly maxConcurrentStreams: number
   readonly registry: Registry
@@ -116,6 +121,32 @@ export function serveH2c(app: H2cApp, options: H2cOptions): H2c {
     },
   })
   h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    // As HTTP/1.1's requestTimeout: a request whose body has not all arrived in time gets 408.
+    if (!req.stream.endAfterHeaders) {
+      const timer = setTimeout(() => {
+        const message = 'the request did not arrive in time ([api] request_timeout_ms)'
+        // Once the answer is out (the stream's writable side; the response's own 'finish'
+        // waits for the stream to close), the stream is closed: its body never came.
+        req.stream.once('finish', () => {
+          req.stream.close(constants.NGHTTP2_NO_ERROR)
+        })
+        if (req.listenerCount('error') > 0) {
+          // fastify is reading the body: its error handler answers, with the code.
+          req.emit('error', new ApiError('REQUEST_TIMEOUT', message))
+        } else if (!res.headersSent) {
+          res.writeHead(statusOf('REQUEST_TIMEOUT'), { 'content-type': JSON_TYPE })
+          res.end(encodeErrorBody('REQUEST_TIMEOUT', message))
+        } else {
+          req.stream.close(constants.NGHTTP2_CANCEL)
+        }
+      }, options.requestTimeoutMs)
+      timer.unref()
+      const clear = (): void => {
+        clearTimeout(timer)
+      }
+      req.once('end', clear)
+      res.once('close', clear)
+    }
     // fastify serves HTTP/2 requests by their httpVersionMajor; the types are HTTP/1.1's.
     app.routing(req as unknown as IncomingMessage, res as unknown as ServerResponse)
   })

@@ -26,7 +26,7 @@ let h: ApiHarness
 let base: string
 before(async () => {
   h = await openApi(
-    `[api]\nheaders_timeout_ms = ${HEADERS_TIMEOUT_MS}\nkeep_alive_timeout_ms = ${KEEP_ALIVE_TIMEOUT_MS}\n` +
+    `[api]\nheaders_timeout_ms = ${HEADERS_TIMEOUT_MS}\nrequest_timeout_ms = ${HEADERS_TIMEOUT_MS}\nkeep_alive_timeout_ms = ${KEEP_ALIVE_TIMEOUT_MS}\n` +
       `max_response_buffer_bytes = ${BUFFER_CAP}`,
   )
   base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`
@@ -308,6 +308,36 @@ describe('api over HTTP/2 with prior knowledge (h2c)', () => {
     )
     assert.match(query, /^HTTP\/2 200/)
     assert.match(query, /\{"row":\[1,\["one"\]\]\}/)
+  })
+
+  it('h2c - a request whose body does not arrive within request_timeout_ms gets 408 REQUEST_TIMEOUT', async () => {
+    const s = session()
+    try {
+      const stream = s.request({
+        ':method': 'POST',
+        ':path': '/v1/transactions',
+        'content-type': 'application/json',
+        'content-length': '100',
+      })
+      stream.write('[["INSERT')
+      const started = Date.now()
+      const r = await Promise.race([
+        answer(stream),
+        sleep(HEADERS_TIMEOUT_MS + 3000).then(() =>
+          assert.fail('no answer to the stalled request'),
+        ),
+      ])
+      const ms = Date.now() - started
+      assert.equal(r.status, 408, r.body)
+      assert.equal((JSON.parse(r.body) as { code: string }).code, 'REQUEST_TIMEOUT')
+      assert.ok(ms < HEADERS_TIMEOUT_MS + 2000, `answered after ${ms} ms`)
+      await until(
+        'its stream closed on the agent',
+        async () => (await metric('patina_api_h2_streams')) === 0,
+      )
+    } finally {
+      s.close()
+    }
   })
 
   it('h2c - idle sessions are closed: none opened after headers_timeout_ms, none open after keep_alive_timeout_ms', async () => {
