@@ -21,8 +21,7 @@ import { after, before, describe, it } from 'node:test'
 import { adminRequest, startAdminServer } from '../../src/admin/admin-server.ts'
 import { AdminError } from '../../src/admin/errors.ts'
 import {
-  agentProcess,
-  agentConfig,
+  writeAgent,
   buildAgent,
   runPatina,
   startAgent,
@@ -115,10 +114,8 @@ describe('admin - one agent per admin socket', () => {
     for (const [i, name] of ['first', 'second'].entries()) {
       const apiPort = ports[2 * i] ?? 0
       const gossipPort = ports[2 * i + 1] ?? 0
-      const cfg = join(dir, `${name}.toml`)
-      writeFileSync(
-        cfg,
-        agentConfig({
+      agents.push(
+        writeAgent(dir, {
           name,
           apiPort,
           gossipPort,
@@ -126,7 +123,6 @@ describe('admin - one agent per admin socket', () => {
           extra: ['[admin]', `path = ${JSON.stringify(sock)}`],
         }),
       )
-      agents.push(agentProcess(name, cfg, apiPort, gossipPort))
     }
     const [first, second] = agents
     assert.ok(first !== undefined && second !== undefined)

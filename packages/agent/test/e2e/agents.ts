@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LineSplitter } from '@patina/protocol'
@@ -61,13 +61,18 @@ export interface AgentProcess {
   output: string
 }
 
-/** An agent process not started yet, with its API on 127.0.0.1:`apiPort`. */
-export function agentProcess(
-  name: string,
-  cfg: string,
-  apiPort: number,
-  gossipPort: number,
+/**
+ * Writes the config of one test agent (`agentConfig`) to `<dir>/<file>` and returns the agent,
+ * not started yet, with its API on 127.0.0.1:`apiPort`.
+ */
+export function writeAgent(
+  dir: string,
+  options: AgentConfigOptions,
+  file = `${options.name}.toml`,
 ): AgentProcess {
+  const cfg = join(dir, file)
+  writeFileSync(cfg, agentConfig(options))
+  const { name, apiPort, gossipPort } = options
   return { name, cfg, api: `http://127.0.0.1:${apiPort}`, gossipPort, child: null, output: '' }
 }
 
@@ -226,18 +231,20 @@ export async function queryRows(
   return out
 }
 
-/**
- * The config file of one test agent: its data under `<name>/`, API and gossip on 127.0.0.1,
- * joining through `bootstrap` (gossip ports), then any `extra` lines (sections of their own).
- */
-export function agentConfig(options: {
+export interface AgentConfigOptions {
   readonly name: string
   readonly apiPort: number
   readonly gossipPort: number
   readonly bootstrap: readonly number[]
   readonly schema?: boolean
   readonly extra?: readonly string[]
-}): string {
+}
+
+/**
+ * The config file of one test agent: its data under `<name>/`, API and gossip on 127.0.0.1,
+ * joining through `bootstrap` (gossip ports), then any `extra` lines (sections of their own).
+ */
+export function agentConfig(options: AgentConfigOptions): string {
   return [
     '[db]',
     `path = "${options.name}/state.db"`,

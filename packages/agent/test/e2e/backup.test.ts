@@ -15,8 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
-  agentProcess,
-  agentConfig,
+  writeAgent,
   buildAgent,
   queryRows,
   runPatina,
@@ -38,19 +37,14 @@ let dir = ''
 const agents: AgentProcess[] = []
 
 function makeAgent(name: string, apiPort: number, gossipPort: number, seed?: number): AgentProcess {
-  const cfg = join(dir, `${name}.toml`)
-  writeFileSync(
-    cfg,
-    agentConfig({
-      name,
-      apiPort,
-      gossipPort,
-      bootstrap: seed === undefined ? [] : [seed],
-      schema: true,
-      extra: ['[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
-    }),
-  )
-  const n: AgentProcess = agentProcess(name, cfg, apiPort, gossipPort)
+  const n: AgentProcess = writeAgent(dir, {
+    name,
+    apiPort,
+    gossipPort,
+    bootstrap: seed === undefined ? [] : [seed],
+    schema: true,
+    extra: ['[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
+  })
   agents.push(n)
   return n
 }

@@ -16,15 +16,14 @@
 import assert from 'node:assert/strict'
 import { randomBytes, randomInt } from 'node:crypto'
 import { createSocket } from 'node:dgram'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { LAN_PROFILE } from '../../src/membership/defaults.ts'
 import { suspicionBounds } from '../../src/membership/suspicion.ts'
 import {
-  agentProcess,
-  agentConfig,
+  writeAgent,
   buildAgent,
   startAgent as start,
   stopAgent,
@@ -106,12 +105,9 @@ before(async () => {
     const name = `node-${i + 1}`
     const apiPort = ports[2 * i] ?? 0
     const gossipPort = ports[2 * i + 1] ?? 0
-    const cfg = join(dir, `${name}.toml`)
-    writeFileSync(
-      cfg,
-      agentConfig({ name, apiPort, gossipPort, bootstrap: i === 0 ? [] : [ports[1] ?? 0] }),
+    nodes.push(
+      writeAgent(dir, { name, apiPort, gossipPort, bootstrap: i === 0 ? [] : [ports[1] ?? 0] }),
     )
-    nodes.push(agentProcess(name, cfg, apiPort, gossipPort))
   }
   await Promise.all(nodes.map(start))
 })

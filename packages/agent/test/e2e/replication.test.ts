@@ -22,8 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
-  agentProcess,
-  agentConfig,
+  writeAgent,
   queryRows,
   buildAgent,
   startAgent,
@@ -197,19 +196,14 @@ function makeAgent(name: string, extra: readonly string[] = []): AgentProcess {
   const gossipPort = ports.pop()
   assert.ok(apiPort !== undefined && gossipPort !== undefined, 'out of reserved ports')
   const seed = cluster[0]
-  const cfg = join(dir, `${name}.toml`)
-  writeFileSync(
-    cfg,
-    agentConfig({
-      name,
-      apiPort,
-      gossipPort,
-      bootstrap: seed === undefined ? [] : [seed.gossipPort],
-      schema: true,
-      extra: [...extra, '[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
-    }),
-  )
-  const n: AgentProcess = agentProcess(name, cfg, apiPort, gossipPort)
+  const n: AgentProcess = writeAgent(dir, {
+    name,
+    apiPort,
+    gossipPort,
+    bootstrap: seed === undefined ? [] : [seed.gossipPort],
+    schema: true,
+    extra: [...extra, '[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
+  })
   all.push(n)
   return n
 }

@@ -21,14 +21,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { LineSplitter } from '@patina/protocol'
 import { SHUTDOWN_GRACE_MS } from '../../src/config/defaults.ts'
-import {
-  agentProcess,
-  agentConfig,
-  buildAgent,
-  startAgent,
-  waitExit,
-  type AgentProcess,
-} from './agents.ts'
+import { writeAgent, buildAgent, startAgent, waitExit, type AgentProcess } from './agents.ts'
 import { freePorts } from './ports.ts'
 
 /** Time the process takes after the grace: stopping the rest of the agent, then exiting. */
@@ -59,19 +52,18 @@ async function newAgent(name: string): Promise<AgentProcess> {
     'CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT);\n',
   )
   const [apiPort, gossipPort] = (await freePorts(2)) as [number, number]
-  const cfg = join(dir, 'patina.toml')
-  writeFileSync(
-    cfg,
-    agentConfig({
+  const n: AgentProcess = writeAgent(
+    dir,
+    {
       name,
       apiPort,
       gossipPort,
       bootstrap: [],
       schema: true,
       extra: ['[subscriptions]', 'batch_ms = 1'],
-    }),
+    },
+    'patina.toml',
   )
-  const n: AgentProcess = agentProcess(name, cfg, apiPort, gossipPort)
   agents.push(n)
   await startAgent(n)
   return n

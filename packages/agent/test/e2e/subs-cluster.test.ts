@@ -22,8 +22,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { LineSplitter } from '@patina/protocol'
 import {
-  agentProcess,
-  agentConfig,
+  writeAgent,
   buildAgent,
   queryRows,
   startAgent,
@@ -216,10 +215,8 @@ before(async () => {
   for (const [i, name] of ['A', 'B', 'C'].entries()) {
     const apiPort = ports[2 * i] ?? 0
     const gossipPort = ports[2 * i + 1] ?? 0
-    const cfg = join(dir, `${name}.toml`)
-    writeFileSync(
-      cfg,
-      agentConfig({
+    nodes.push(
+      writeAgent(dir, {
         name,
         apiPort,
         gossipPort,
@@ -228,7 +225,6 @@ before(async () => {
         extra: ['[perf]', 'min_sync_backoff = 0.5', 'max_sync_backoff = 2'],
       }),
     )
-    nodes.push(agentProcess(name, cfg, apiPort, gossipPort))
   }
   await Promise.all(nodes.map(startAgent))
   await until('every agent lists every agent alive', allAlive, () =>

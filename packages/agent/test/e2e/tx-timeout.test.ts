@@ -17,8 +17,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
-  agentProcess,
-  agentConfig,
+  writeAgent,
   buildAgent,
   startAgent,
   stopAgent,
@@ -59,11 +58,9 @@ before(async () => {
   for (const [i, name] of ['target', 'peer'].entries()) {
     mkdirSync(join(dir, name))
     const [apiPort, gossipPort] = [ports[2 * i] ?? 0, ports[2 * i + 1] ?? 0]
-    const cfg = join(dir, `${name}.toml`)
     const extra = i === 0 ? ['[perf]', `sql_tx_timeout = ${TIMEOUT_S}`] : []
     const bootstrap = i === 0 ? [] : [ports[1] ?? 0]
-    writeFileSync(cfg, agentConfig({ name, apiPort, gossipPort, bootstrap, schema: true, extra }))
-    agents.push(agentProcess(name, cfg, apiPort, gossipPort))
+    agents.push(writeAgent(dir, { name, apiPort, gossipPort, bootstrap, schema: true, extra }))
   }
   await Promise.all(agents.map(startAgent))
 })
